@@ -26,11 +26,11 @@ PROJECT = "benchctl"
 # Output names. Hosts/ports are what the operator's machine uses to reach each instance over SSH;
 # `engine_url` is the model server's OpenAI base URL as seen *from the launcher* (a private address).
 OUTPUT_KEYS = (
-    "bench_id", "provider", "engine", "model", "owner", "created_at", "expires_at",
+    "status", "bench_id", "provider", "engine", "model", "owner", "created_at", "expires_at",
     "gpu_instance_type", "launcher_instance_type", "engine_url",
     "server_host", "server_ssh_port", "server_ssh_user", "server_host_key", "server_host_key_fingerprint",
     "launcher_host", "launcher_ssh_port", "launcher_ssh_user", "launcher_host_key",
-    "launcher_host_key_fingerprint", "ssh_private_key", "results",
+    "launcher_host_key_fingerprint", "ssh_private_key", "host_key_private", "results",
 )
 
 
@@ -38,8 +38,8 @@ OUTPUT_KEYS = (
 class StackContext:
     """Everything a stack program needs, computed by the driver before the program runs.
 
-    Keys are generated once per stack by the driver and kept in the stack's config as secrets, so
-    every `up` sees the same ones. `ssh_private_key` and `host_key_private` are plain strings here:
+    Keys are generated once per stack by the driver and kept in the stack's own outputs as secrets
+    (so every `up`, by anyone sharing the backend, sees the same ones). `ssh_private_key` and `host_key_private` are plain strings here:
     programs must wrap them with `pulumi.Output.secret` before they reach any resource or output.
     """
 
@@ -106,6 +106,7 @@ def export_outputs(ctx: StackContext, *, server: Endpoint, launcher: Endpoint, e
 
     cfg = ctx.cfg
     plain = {
+        "status": "running",  # the tombstone left by `destroy` says "destroyed"
         "bench_id": cfg.bench_id,
         "provider": cfg.provider,
         "engine": cfg.engine_name,
@@ -132,3 +133,5 @@ def export_outputs(ctx: StackContext, *, server: Endpoint, launcher: Endpoint, e
         pulumi.export(key, value)
     # A teammate who reads this stack needs the key to reach the launcher; it stays encrypted in state.
     pulumi.export("ssh_private_key", pulumi.Output.secret(ctx.ssh_private_key))
+    # Kept so that a later `up` re-renders the same user data (a new host key would replace instances).
+    pulumi.export("host_key_private", pulumi.Output.secret(ctx.host_key_private))
