@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
@@ -134,6 +135,165 @@ def doctor(as_json: bool) -> None:
         emit_json(report)
     else:
         click.echo(render(report))
+
+
+# -------------------------------------------------------------------------------------- stack lifecycle
+
+SECRET_OUTPUTS = ("ssh_private_key", "host_key_private")
+
+
+def public(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Stack outputs without the secret ones, for printing."""
+    return {k: v for k, v in outputs.items() if k not in SECRET_OUTPUTS}
+
+
+def pipeline(config_path: str, *, verbose: bool = False, quiet: bool = False) -> Any:
+    from benchctl.pipeline import Pipeline
+    from benchctl.ui import UI
+
+    return Pipeline(load(config_path, quiet=quiet), UI(verbose=verbose, quiet=quiet))
+
+
+@main.command()
+@config_option
+@json_option
+@verbose_option
+@handle_errors
+def create(config_path: str, as_json: bool, verbose: bool) -> None:
+    """Create (or update) the stack: the model server and the launcher. Alias: up.
+
+    Prints the stack outputs (hosts, SSH ports, pinned host-key fingerprints, engine URL, expiry).
+    """
+    outputs = pipeline(config_path, verbose=verbose).create()
+    if as_json:
+        emit_json(public(outputs))
+    else:
+        for key, value in public(outputs).items():
+            click.echo(f"{key:<30} {value}")
+
+
+@main.command()
+@config_option
+@click.option("--offline", is_flag=True, help="Run the stack program under Pulumi mocks: no credentials, no network.")
+@json_option
+@verbose_option
+@handle_errors
+def preview(config_path: str, offline: bool, as_json: bool, verbose: bool) -> None:
+    """Show what `create` would do: a real `pulumi preview`, or --offline with an hourly cost estimate."""
+    cfg = load(config_path, quiet=as_json)
+    if offline:
+        from benchctl.plan import offline_plan, render_plan
+
+        plan = offline_plan(cfg)
+        emit_json(plan) if as_json else click.echo(render_plan(plan))
+        return
+    from benchctl.automation import Driver
+    from benchctl.ui import UI
+
+    ui = UI(verbose=verbose)
+    result = Driver(cfg, on_output=ui.pulumi_output, on_event=ui.pulumi_event).preview()
+    changes = {str(k.value if hasattr(k, "value") else k): v for k, v in (result.change_summary or {}).items()}
+    emit_json({"change_summary": changes}) if as_json else click.echo(
+        "planned: " + ", ".join(f"{v} to {k}" for k, v in changes.items()))
+
+
+@main.command()
+@config_option
+@json_option
+@handle_errors
+def connection(config_path: str, as_json: bool) -> None:
+    """SSH to every instance of a created stack, verifying the host keys the stack recorded."""
+    p = pipeline(config_path, quiet=as_json)
+    report = p.connection(p.outputs())
+    if as_json:
+        emit_json(report)
+    if not all(r["ok"] for r in report):
+        sys.exit(1)
+
+
+@main.command()
+@config_option
+@json_option
+@handle_errors
+def deploy(config_path: str, as_json: bool) -> None:
+    """Ship the load generator to the launcher and wait until the model server answers from it."""
+    p = pipeline(config_path, quiet=as_json)
+    report = p.deploy(p.outputs())
+    if as_json:
+        emit_json(report)
+
+
+@main.command()
+@config_option
+@click.option("--keep", is_flag=True, help="Keep the stack after the benchmark (destroy it later yourself).")
+@json_option
+@verbose_option
+@handle_errors
+def run(config_path: str, keep: bool, as_json: bool, verbose: bool) -> None:
+    """Everything: create → connection → deploy → benchmark → results → destroy.
+
+    Ctrl-C stops the benchmark and destroys the stack (unless --keep). Results are saved in
+    results/<bench_id>/<run_id>/ and recorded as the stack output `results`.
+    """
+    p = pipeline(config_path, verbose=verbose)
+    outcome = p.run(keep=keep)
+    if as_json:
+        emit_json({"results_dir": outcome["results_dir"], "headline": outcome["headline"]})
+    else:
+        from benchctl.report import format_summary_table
+
+        click.echo(format_summary_table(outcome["summary"]))
+        click.echo(f"\nfiles: {outcome['results_dir']}")
+
+
+@main.command()
+@config_option
+@json_option
+@handle_errors
+def results(config_path: str, as_json: bool) -> None:
+    """Show the last results: the stack output `results`, and the full files when they are here."""
+    from benchctl.automation import Driver
+    from benchctl.results import headline_table, latest_local, load_summary
+
+    cfg = load(config_path, quiet=as_json)
+    outputs = Driver(cfg).outputs()
+    head = outputs.get("results")
+    directory = Path(head["local_dir"]) if head and head.get("local_dir") else latest_local(cfg.project_dir, cfg.bench_id)
+    summary = load_summary(directory) if directory else None
+    if head is None and summary is None:
+        from benchctl.errors import BenchctlError
+
+        raise BenchctlError(f"no results for {cfg.bench_id!r} yet: run `benchctl run -c {config_path}`")
+    if as_json:
+        emit_json({"bench_id": cfg.bench_id, "status": outputs.get("status"), "headline": head,
+                   "summary": summary, "results_dir": str(directory) if directory else None})
+        return
+    if summary is not None:
+        from benchctl.report import format_summary_table
+
+        click.echo(format_summary_table(summary))
+    else:
+        click.echo(headline_table(head or {}))
+    if directory:
+        click.echo(f"\nfiles: {directory}")
+
+
+@main.command()
+@config_option
+@click.option("--remove", is_flag=True, help="Also remove the stack and its history from the backend.")
+@json_option
+@verbose_option
+@handle_errors
+def destroy(config_path: str, remove: bool, as_json: bool, verbose: bool) -> None:
+    """Destroy every resource of the stack. Alias: down. Safe to repeat.
+
+    After a crash, it first clears the operations a killed run left pending and refreshes, then
+    destroys, then stops any process the state had lost track of.
+    """
+    p = pipeline(config_path, verbose=verbose, quiet=as_json)
+    report = p.driver.destroy(remove=remove) if as_json else p.destroy()
+    if as_json:
+        emit_json(report)
 
 
 # -------------------------------------------------------------------------------------- benchmark
