@@ -44,16 +44,17 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class Strict(BaseModel):
-    """Every section rejects unknown keys: a typo must not silently become a default."""
+    """Every section rejects unknown keys (a typo must not silently become a default) and takes TOML's
+    types as written: `requests = "200"` or `requests = true` is an error, not a silent conversion."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
 
 def parse_duration(value: str | int | float) -> timedelta:
     """'4h', '90m', '1h30m', '45s' or a number of seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value <= 0:
-            raise ValueError("must be positive")
+            raise ValueError(f"expected a positive duration such as '4h', '90m' or '1h30m', got {value!r}")
         return timedelta(seconds=float(value))
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '4h', '90m' or '1h30m'")
@@ -63,7 +64,7 @@ def parse_duration(value: str | int | float) -> timedelta:
     d, h, m, s = (int(g or 0) for g in parts.groups())
     delta = timedelta(days=d, hours=h, minutes=m, seconds=s)
     if delta.total_seconds() <= 0:
-        raise ValueError("must be positive")
+        raise ValueError(f"expected a positive duration such as '4h', '90m' or '1h30m', got {value!r}")
     return delta
 
 
@@ -174,8 +175,9 @@ class BenchmarkConfig(Strict):
     """The load test: what `benchctl bench` flags set, written down."""
 
     api: Literal["chat", "completions"] = "chat"
-    concurrency: list[PositiveInt] | PositiveInt = Field(default_factory=lambda: [1, 4, 16])
-    rate: list[PositiveFloat] | PositiveFloat | None = None
+    concurrency: Annotated[list[PositiveInt], Field(min_length=1)] | PositiveInt = Field(
+        default_factory=lambda: [1, 4, 16])
+    rate: Annotated[list[PositiveFloat], Field(min_length=1)] | PositiveFloat | None = None
     arrival: Literal["constant", "poisson"] = "poisson"
     requests: PositiveInt | None = 200
     duration_s: PositiveFloat | None = None

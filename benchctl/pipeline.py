@@ -28,6 +28,7 @@ class Pipeline:
         self.cfg = cfg
         self.ui = ui or UI()
         self.driver = Driver(cfg, on_output=self.ui.pulumi_output, on_event=self.ui.pulumi_event)
+        self.runner_exit_code = 0
 
     # ------------------------------------------------------------------ steps
 
@@ -47,7 +48,7 @@ class Pipeline:
         host = remote.Host.from_outputs(outputs, "launcher")
         if not host.uses_ssh:
             self.ui.warn("no sshd on this machine: the launcher step runs as a local process, not over SSH")
-            return remote.LocalTransport(self.driver.run_dir / "launcher-home")
+            return remote.LocalTransport(Path(_workdir(outputs)))
         return remote.connect(host, outputs["ssh_private_key"], timeout=self._ssh_timeout(), on_wait=self.ui.info)
 
     def _ssh_timeout(self) -> float:
@@ -82,9 +83,9 @@ class Pipeline:
         t = self.launcher(outputs)
         try:
             version = remote.ensure_python(t)
-            runner = remote.ship_runner(t, self.cfg.bench_id)
+            runner = remote.ship_runner(t, _workdir(outputs), self.cfg.bench_id)
             self.ui.info(f"runner shipped to {t.label} (python {version})")
-            models = remote.wait_engine(t, outputs["engine_url"], self.cfg.engine.startup_timeout_s)
+            models = remote.wait_engine(t, _workdir(outputs), outputs["engine_url"], self.cfg.engine.startup_timeout_s)
         finally:
             t.close()
         self.ui.info(f"model server ready: {', '.join(models) or '(no models listed)'}")
@@ -106,13 +107,14 @@ class Pipeline:
         run_id = new_run_id()
         self.ui.step("benchmark", f"run {run_id} from the launcher against {outputs['engine_url']}")
         t = self.launcher(outputs)
-        runner = remote.ship_runner(t, self.cfg.bench_id)
+        workdir = _workdir(outputs)
+        runner = remote.ship_runner(t, workdir, self.cfg.bench_id)
         spec = self.spec(outputs)
         if self.cfg.benchmark.dataset:
             data = Path(self.cfg.project_dir, self.cfg.benchmark.dataset).read_bytes()
-            t.write(f"{remote.REMOTE_ROOT}/{self.cfg.bench_id}/dataset", data)
+            t.write(f"{workdir}/{self.cfg.bench_id}/dataset", data)
             spec["dataset"] = "../dataset"
-        run = remote.start_benchmark(t, self.cfg.bench_id, run_id, spec, runner)
+        run = remote.start_benchmark(t, workdir, self.cfg.bench_id, run_id, spec, runner)
         (self.driver.run_dir).mkdir(parents=True, exist_ok=True)
         (self.driver.run_dir / "current_benchmark.json").write_text(json.dumps({"run_id": run_id, "dir": run.dir}))
         dest = results_root(self.cfg.project_dir, self.cfg.bench_id) / run_id
@@ -132,6 +134,7 @@ class Pipeline:
             tail = log.read_text(errors="replace")[-1500:] if log else ""
             raise BenchmarkError(f"the benchmark produced no summary (exit code {code}); runner log:\n{tail}")
         self.ui.info(f"results saved in {dest}")
+        self.runner_exit_code = code
         if code != 0:
             self.ui.warn(f"the load generator exited with code {code} (see {dest / 'runner.log'})")
         return dest, summary
@@ -176,6 +179,10 @@ class Pipeline:
                 directory, summary = self.benchmark(outputs)
                 head = self.record(directory, summary)
                 ok = True
+                if self.runner_exit_code != 0:
+                    # Kept and recorded, but the run failed: error threshold, or a client-bound --strict.
+                    raise BenchmarkError(f"the benchmark failed (load generator exit code {self.runner_exit_code}); "
+                                         f"partial results are in {directory}")
                 return {"results_dir": str(directory), "headline": head, "summary": summary}
         except KeyboardInterrupt:
             self.ui.warn("interrupted" + ("" if keep else ": tearing everything down"))
@@ -187,6 +194,10 @@ class Pipeline:
             else:
                 with _signals_raise_interrupt(ignore=True):
                     self.destroy()
+
+
+def _workdir(outputs: dict[str, Any]) -> str:
+    return str(outputs.get("launcher_workdir") or remote.DEFAULT_WORKDIR)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from benchctl.errors import BenchmarkError, RemoteError
 
-REMOTE_ROOT = ".benchctl"  # relative to the launcher user's home
+DEFAULT_WORKDIR = ".benchctl"  # on the launcher, relative to the user's home; stacks may export another
 
 
 @dataclass(frozen=True)
@@ -246,9 +246,9 @@ def ensure_python(t: Transport) -> str:
     return version
 
 
-def ship_runner(t: Transport, bench_id: str) -> str:
-    """Upload runner.pyz; returns its path relative to the launcher user's home."""
-    base = f"{REMOTE_ROOT}/{bench_id}"
+def ship_runner(t: Transport, workdir: str, bench_id: str) -> str:
+    """Upload runner.pyz into the launcher's work dir; returns its path."""
+    base = f"{workdir}/{bench_id}"
     code, _, err = t.run(f"mkdir -p {shlex.quote(base)}")
     if code != 0:
         raise RemoteError(f"{t.label}: cannot create {base}: {err.strip()[:200]}")
@@ -257,10 +257,11 @@ def ship_runner(t: Transport, bench_id: str) -> str:
     return path
 
 
-def wait_engine(t: Transport, engine_url: str, timeout: float) -> list[str]:
+def wait_engine(t: Transport, workdir: str, engine_url: str, timeout: float) -> list[str]:
     """Poll the engine's /v1/models from the launcher (the path the benchmark will use)."""
-    t.write(f"{REMOTE_ROOT}/ready_probe.py", READY_PROBE.encode())
-    code, out, err = t.run(f"python3 {REMOTE_ROOT}/ready_probe.py {shlex.quote(engine_url)} {timeout:.0f}",
+    t.run(f"mkdir -p {shlex.quote(workdir)}")
+    t.write(f"{workdir}/ready_probe.py", READY_PROBE.encode())
+    code, out, err = t.run(f"python3 {shlex.quote(workdir)}/ready_probe.py {shlex.quote(engine_url)} {timeout:.0f}",
                            timeout=timeout + 30)
     try:
         answer = json.loads(out.strip().splitlines()[-1])
@@ -280,10 +281,10 @@ class RemoteRun:
     runner: str
 
 
-def start_benchmark(t: Transport, bench_id: str, run_id: str, spec: dict[str, Any], runner: str,
+def start_benchmark(t: Transport, workdir: str, bench_id: str, run_id: str, spec: dict[str, Any], runner: str,
                     api_key: str | None = None) -> RemoteRun:
     """Start the runner detached (setsid + nohup): it outlives this SSH session."""
-    run_dir = f"{REMOTE_ROOT}/{bench_id}/{run_id}"
+    run_dir = f"{workdir}/{bench_id}/{run_id}"
     t.run(f"mkdir -p {shlex.quote(run_dir)}/out")
     t.write(f"{run_dir}/spec.json", json.dumps(spec, indent=2).encode(), 0o600)
     env = ""

@@ -30,7 +30,7 @@ OUTPUT_KEYS = (
     "gpu_instance_type", "launcher_instance_type", "engine_url",
     "server_host", "server_ssh_port", "server_ssh_user", "server_host_key", "server_host_key_fingerprint",
     "launcher_host", "launcher_ssh_port", "launcher_ssh_user", "launcher_host_key",
-    "launcher_host_key_fingerprint", "ssh_private_key", "host_key_private", "results",
+    "launcher_host_key_fingerprint", "launcher_workdir", "ssh_private_key", "host_key_private", "results",
 )
 
 
@@ -100,8 +100,13 @@ class Endpoint:
 
 
 def export_outputs(ctx: StackContext, *, server: Endpoint, launcher: Endpoint, engine_url: Any,
-                   gpu_instance_type: str, launcher_instance_type: str) -> None:
-    """Export the outputs contract. Call exactly once at the end of every stack program."""
+                   gpu_instance_type: str, launcher_instance_type: str,
+                   launcher_workdir: str = ".benchctl") -> None:
+    """Export the outputs contract. Call exactly once at the end of every stack program.
+
+    `launcher_workdir` is where benchctl keeps its files on the launcher (relative to the SSH user's
+    home, or absolute): the runner, the specs and the results of each run.
+    """
     import pulumi
 
     cfg = ctx.cfg
@@ -127,6 +132,7 @@ def export_outputs(ctx: StackContext, *, server: Endpoint, launcher: Endpoint, e
         "launcher_ssh_user": launcher.user,
         "launcher_host_key": ctx.host_key_public,
         "launcher_host_key_fingerprint": fingerprint(ctx.host_key_public),
+        "launcher_workdir": launcher_workdir,
         "results": json.loads(json.dumps(ctx.results)) if ctx.results else None,
     }
     for key, value in plain.items():

@@ -110,9 +110,32 @@ def _digest(props: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def kill_processes_under(directory: Path) -> list[str]:
+    """Kill every process whose working directory is inside `directory`.
+
+    This is what terminating a cloud instance does to the programs on it: the launcher's detached
+    benchmark runs in its work dir, so stopping the local launcher must stop it too.
+    """
+    root = str(directory.resolve())
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if cwd == root or cwd.startswith(root + os.sep):
+            pid = int(proc.name)
+            if stop_process_group(pid, _start_time(pid), grace_s=2.0):
+                killed.append(f"pid {pid} in {cwd}")
+    return killed
+
+
 def sweep_orphans(run_dir: Path) -> list[str]:
-    """Stop every process a stack left pidfiles for (after a crash mid-`up`); returns what was stopped."""
-    stopped = []
+    """Stop every process a stack left pidfiles for (after a crash mid-`up`), and anything still
+    running inside its directory; returns what was stopped."""
+    stopped = kill_processes_under(run_dir) if run_dir.is_dir() else []
     for pidfile in sorted(run_dir.glob("*.pid")) if run_dir.is_dir() else []:
         try:
             pid_text, start = pidfile.read_text().split()
@@ -187,6 +210,8 @@ class LocalProcessProvider(ResourceProvider):
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         stop_process_group(int(props.get("pid", 0) or 0), props.get("start_time"))
+        if props.get("workdir"):
+            kill_processes_under(Path(props["workdir"]))
         run_dir = Path(props.get("run_dir", "."))
         (run_dir / f"{props.get('name')}.pid").unlink(missing_ok=True)
         for path in props.get("file_paths") or []:
@@ -280,6 +305,7 @@ def program(ctx: StackContext) -> None:
 
     cfg = ctx.cfg
     run_dir = Path(ctx.state_dir)
+    workdir = run_dir / "launcher-home"  # the launcher's files; everything running there dies with it
     user = getpass.getuser()
 
     argv, ready = engine_argv(ctx)
@@ -303,7 +329,7 @@ def program(ctx: StackContext) -> None:
         }
         launcher = LocalProcess("launcher-sshd", {
             "name": "launcher-sshd", "argv": [sshd, "-D", "-e", "-f", str(run_dir / "sshd_config")],
-            "env": {}, "files": files, "run_dir": str(run_dir),
+            "env": {}, "files": files, "run_dir": str(run_dir), "workdir": str(workdir),
             "ready": {"kind": "tcp", "host": cfg.local.host}, "ready_timeout_s": 30,
         })
         endpoint = Endpoint(host=cfg.local.host, port=launcher.port, user=user)
@@ -312,4 +338,4 @@ def program(ctx: StackContext) -> None:
         endpoint = Endpoint(host="", port=0, user=user)
 
     export_outputs(ctx, server=endpoint, launcher=endpoint, engine_url=engine_url,
-                   gpu_instance_type="local", launcher_instance_type="local")
+                   gpu_instance_type="local", launcher_instance_type="local", launcher_workdir=str(workdir))

@@ -105,6 +105,7 @@ class RequestRecord:
     detail: str | None = None  # a human hint for the error (first bytes of the error body)
     timed_out: bool = False
     warmup: bool = False
+    max_tokens: int = 0  # the output length asked for (0: not a generation request)
     body: bytes | None = None  # the body of a non-streaming response (models list, errors)
 
 
@@ -387,6 +388,7 @@ class _Connection(asyncio.Protocol):
         if rec is not None and rec.error is None:
             rec.error = reason
             rec.detail = detail
+            rec.end = perf_counter()
         self._state = _DONE
         if self.transport is not None:
             self.transport.abort()
@@ -494,6 +496,7 @@ class Client:
                     conn = await asyncio.wait_for(self._connect(), timeout_s)
                 except (OSError, asyncio.TimeoutError) as exc:
                     rec.error = "connect_error"
+                    rec.sent = rec.end = perf_counter()
                     rec.detail = f"cannot connect to {self.host}:{self.port}: {exc or 'timed out'}"
                     return rec
             waiter: asyncio.Future[bool] = loop.create_future()
