@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from benchctl.errors import ConfigError, ProvisionError, StackLockedError
+from benchctl.backends import STATE_DIR, backend_error, redact_url, resolve_backend
+from benchctl.backends import Backend as Backend  # re-exported: the backend logic moved to benchctl.backends
+from benchctl.errors import ProvisionError
+from benchctl.locks import StackLockedByError, parse_lock_error, stale
 
 if TYPE_CHECKING:
     from pulumi import automation as auto
@@ -31,72 +32,6 @@ if TYPE_CHECKING:
     from stacks.common import StackContext
 
 PROJECT = "benchctl"
-STATE_DIR = ".benchctl"
-
-
-@dataclass(frozen=True)
-class Backend:
-    url: str
-    kind: str                 # file, s3, gs, azblob, cloud
-    secrets_provider: str     # "passphrase" or a KMS URL
-    env: dict[str, str]       # what the Pulumi CLI needs to reach it
-
-    def describe(self) -> dict[str, str]:
-        return {"url": _redact_url(self.url), "kind": self.kind, "secrets_provider": self.secrets_provider}
-
-
-def _redact_url(url: str) -> str:
-    return re.sub(r"//[^/@]+:[^/@]+@", "//***:***@", url)
-
-
-BACKEND_SCHEMES = {"file": "file", "s3": "s3", "gs": "gs", "azblob": "azblob", "https": "cloud", "http": "cloud"}
-SECRETS_SCHEMES = ("awskms://", "gcpkms://", "azurekeyvault://", "hashivault://")
-
-
-def resolve_backend(cfg: BenchConfig) -> Backend:
-    """The state backend and secrets provider for this config, with the environment the CLI needs.
-
-    Default: a file backend under the project directory, `.benchctl/state`, and a passphrase kept in
-    `.benchctl/passphrase` (0600) unless PULUMI_CONFIG_PASSPHRASE(_FILE) is set.
-    """
-    home = cfg.project_dir / STATE_DIR
-    url = cfg.backend_url or os.environ.get("PULUMI_BACKEND_URL") or f"file://{home / 'state'}"
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    kind = BACKEND_SCHEMES.get(scheme)
-    if kind is None:
-        raise ConfigError(
-            f"{cfg.source or 'config'}: backend_url: expected file://, s3://, gs://, azblob:// or "
-            f"https://api.pulumi.com, got {_redact_url(url)!r}"
-        )
-    env = {"PULUMI_BACKEND_URL": url}
-    if kind == "file":
-        path = Path(url[len("file://"):]).expanduser()
-        if url.startswith("file://~"):
-            url = f"file://{path}"
-            env["PULUMI_BACKEND_URL"] = url
-        path.mkdir(parents=True, exist_ok=True)
-    provider = cfg.secrets_provider or "passphrase"
-    if provider != "passphrase" and not provider.startswith(SECRETS_SCHEMES):
-        raise ConfigError(
-            f"{cfg.source or 'config'}: secrets_provider: expected 'passphrase' or a URL starting with "
-            f"{', '.join(SECRETS_SCHEMES)}, got {provider!r}"
-        )
-    if provider == "passphrase" and kind != "cloud" and not (
-        os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
-    ):
-        env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(_passphrase_file(home))
-    return Backend(url=url, kind=kind, secrets_provider=provider, env=env)
-
-
-def _passphrase_file(home: Path) -> Path:
-    """A generated passphrase in a 0600 file, created once per project directory."""
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / "passphrase"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32))
-    return path
 
 
 def stack_name(cfg: BenchConfig) -> str:
@@ -122,12 +57,13 @@ class Driver:
     """Drives one benchctl stack through the Automation API."""
 
     def __init__(self, cfg: BenchConfig, *, on_output: Callable[[str], None] | None = None,
-                 on_event: EventSink | None = None) -> None:
+                 on_event: EventSink | None = None, on_notice: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.name = stack_name(cfg)
         self.backend = resolve_backend(cfg)
         self.on_output = on_output
         self.on_event = on_event
+        self.on_notice = on_notice or _warn  # what crash recovery did, so the user knows
         self.work_dir = cfg.project_dir / STATE_DIR / "pulumi"
         self.run_dir = cfg.project_dir / STATE_DIR / "run" / self.name
         self._workspace: auto.LocalWorkspace | None = None
@@ -162,7 +98,7 @@ class Driver:
             self._workspace = auto.LocalWorkspace(
                 work_dir=str(self.work_dir), project_settings=settings, env_vars=self.env(),
                 pulumi_command=command,
-                secrets_provider=None if self.backend.secrets_provider == "passphrase" else self.backend.secrets_provider,
+                secrets_provider=self.backend.stack_secrets_provider,
             )
         return self._workspace
 
@@ -265,8 +201,19 @@ class Driver:
     # ------------------------------------------------------------------ operations
 
     def up(self, results: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Create or update the stack; returns its outputs."""
-        prior = self.outputs() if self.exists() else {}
+        """Create or update the stack; returns its outputs.
+
+        After a crash it first recovers: a stale lock (its holder dead, on this host) is cleared, and
+        operations a killed run left pending are cleared, their lost processes stopped, and the
+        state refreshed. A lock held by a live process fails fast (StackLockedError).
+        """
+        return self._recovering(lambda: self._up(results))
+
+    def _up(self, results: dict[str, Any] | None) -> dict[str, Any]:
+        prior = {}
+        if self.exists():
+            self._recover_pending()
+            prior = self.outputs()
         if prior.get("status") == "destroyed":
             prior = {}  # a tombstone: start afresh (new keys, new expiry)
         ctx = self.context(prior, results)
@@ -314,8 +261,15 @@ class Driver:
     def destroy(self, *, remove: bool = False) -> dict[str, Any]:
         """Destroy everything; idempotent. Leaves a resource-free "tombstone" that keeps the results.
 
-        Returns what was done: {"existed", "cleared_pending", "orphans_stopped"}.
+        A stale lock left by a killed benchctl on this host is cleared first (see `up`).
+        Returns what was done: {"existed", "cleared_pending", "orphans_stopped", "cleared_lock"}.
         """
+        cleared: list[str] = []
+        report = self._recovering(lambda: self._destroy(remove), cleared)
+        report["cleared_lock"] = cleared
+        return report
+
+    def _destroy(self, remove: bool) -> dict[str, Any]:
         from pulumi import automation as auto
 
         report: dict[str, Any] = {"existed": False, "cleared_pending": [], "orphans_stopped": []}
@@ -330,16 +284,20 @@ class Driver:
             report["orphans_stopped"] = self._sweep()
             return report  # already destroyed: a second destroy is a no-op
         report["cleared_pending"] = self.clear_pending()
+        if report["cleared_pending"]:
+            from benchctl.inventory import sweep_plugins
+
+            report["orphans_stopped"] = sweep_plugins(self.work_dir)
         with _translate_errors(self):
             if report["cleared_pending"]:
                 stack.refresh(on_output=self.on_output, on_event=self.on_event, color="never")
             stack.destroy(on_output=self.on_output, on_event=self.on_event, color="never")
-        report["orphans_stopped"] = self._sweep()
+        report["orphans_stopped"] += self._sweep()
         with _translate_errors(self):
             if remove:
                 self.workspace().remove_stack(self.name)
             elif prior.get("status") != "destroyed":
-                stack.workspace.program = _tombstone(prior)
+                stack.workspace.program = _tombstone({"bench_id": self.name, "provider": self.cfg.provider, **prior})
                 stack.up(on_output=self.on_output, color="never")
         return report
 
@@ -353,6 +311,53 @@ class Driver:
     def cancel(self) -> None:
         with _translate_errors(self):
             self._stack(create=False).cancel()
+
+    # ------------------------------------------------------------------ crash recovery
+
+    def _recovering(self, operation: Callable[[], _T], cleared: list[str] | None = None) -> _T:
+        """Run `operation`; if a stale lock stops it, clear the lock (with a notice) and run it once more."""
+        try:
+            return operation()
+        except StackLockedByError as exc:
+            if not stale(exc.holders):
+                raise
+            self.cancel()
+            for h in exc.holders:
+                self.on_notice(f"cleared the lock of a benchctl that died: {h.describe()}")
+                if cleared is not None:
+                    cleared.append(h.describe())
+            from benchctl.inventory import sweep_plugins
+
+            for item in sweep_plugins(self.work_dir):
+                self.on_notice(f"stopped a process the dead run left behind: {item}")
+        return operation()
+
+    def _recover_pending(self) -> None:
+        """Before an update: clear what a killed run left pending, stop its lost processes, refresh."""
+        from benchctl.inventory import sweep_plugins, sweep_untracked
+
+        stack = self._stack(create=False)
+        with _translate_errors(self):
+            deployment = dict(stack.export_stack().deployment or {})
+        if not deployment.get("pending_operations"):
+            return
+        for item in sweep_plugins(self.work_dir):  # first: a plugin left mid-create could still start something
+            self.on_notice(f"stopped a process the state had lost: {item}")
+        for item in self.clear_pending():
+            self.on_notice(f"cleared a pending operation left by a killed run: {item}")
+        if self.cfg.provider == "local":
+            for item in sweep_untracked(self.run_dir, deployment):
+                self.on_notice(f"stopped a process the state had lost: {item}")
+        with _translate_errors(self):
+            stack.refresh(on_output=self.on_output, on_event=self.on_event, color="never")
+
+
+_T = TypeVar("_T")
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"warning: {text}\n")
+    sys.stderr.flush()
 
 
 def _tombstone(prior: dict[str, Any]) -> Callable[[], None]:
@@ -387,21 +392,32 @@ class _translate_errors:
         from pulumi import automation as auto
 
         if isinstance(exc, auto.ConcurrentUpdateError):
-            raise StackLockedError(lock_message(self.driver.name, str(exc))) from None
+            raise StackLockedByError(lock_message(self.driver.name, str(exc)), parse_lock_error(str(exc))) from None
         if isinstance(exc, (auto.StackNotFoundError,)):
             return False
+        unreachable = backend_error(str(exc)) if isinstance(exc, auto.CommandError) else None
+        if unreachable:
+            raise ProvisionError(f"cannot reach the state backend {redact_url(self.driver.backend.url)}: "
+                                 f"{redact_url(unreachable)}") from None
         if isinstance(exc, auto.CommandError):
             raise ProvisionError(f"pulumi failed on stack {self.driver.name!r}: {_useful_lines(str(exc))}") from None
         return False
 
 
 def lock_message(stack: str, text: str) -> str:
-    """Who holds the lock, since when: Pulumi's DIY lock error names the lock file, user, host, pid and time."""
-    m = re.search(r"created by (\S+?)@(\S+) \(pid (\d+)\) at ([0-9T:.\-+Z ]+)", text)
-    if m:
-        user, host, pid, when = m.groups()
-        return (f"stack {stack!r} is locked by {user}@{host} (pid {pid}) since {when.strip()}: another "
-                f"benchctl is working on it. If that process is dead, clear the lock with `benchctl cancel`.")
+    """Who holds the lock, since when, and whether that process still runs.
+
+    Pulumi 3.276's DIY error: "the stack is currently locked by N lock(s). Either wait … `pulumi cancel`."
+    then one line per lock: "  <lock file URL>: created by USER@HOST (pid PID) at RFC3339". Pulumi
+    Cloud's "[409] Conflict: Another update is currently in progress." names nobody.
+    """
+    holders = parse_lock_error(text)
+    if holders:
+        who = "; ".join(f"{h.describe()} ({h.state()})" for h in holders)
+        if stale(holders):
+            return f"stack {stack!r} is locked by {who}. Clear the lock with `benchctl cancel`."
+        return (f"stack {stack!r} is locked by {who}: another benchctl is working on it. If that process "
+                f"is dead, clear the lock with `benchctl cancel`.")
     return f"stack {stack!r} is locked by another update. If no one is running, clear it with `benchctl cancel`."
 
 

@@ -106,7 +106,8 @@ class AwsConfig(CloudBase):
     @model_validator(mode="after")
     def _keys_in_pairs(self) -> AwsConfig:
         if (self.access_key is None) != (self.secret_key is None):
-            raise ValueError("access_key and secret_key must be given together")
+            raise ValueError("access_key and secret_key: expected both or neither (leave both out to use "
+                             "profile_name or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
         return self
 
 
@@ -229,9 +230,11 @@ class BenchConfig(Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> BenchConfig:
         if self.provider != "local" and getattr(self, self.provider) is None:
-            raise ValueError(f"missing section [{self.provider}]: provider = {self.provider!r} needs it")
+            raise ValueError(f"[{self.provider}]: missing section; expected an [{self.provider}] table because "
+                             f"provider = {self.provider!r} (see docs/configuration.md)")
         if self.engine_name != "simulator" and not self.model:
-            raise ValueError(f"missing key 'model': inference_engine = {self.engine_name!r} needs a model to serve")
+            raise ValueError(f"model: missing key; expected the model that inference_engine = {self.engine_name!r} "
+                             "serves (a Hugging Face id such as 'Qwen/Qwen2.5-0.5B-Instruct')")
         return self
 
     @property
@@ -272,21 +275,34 @@ class BenchConfig(Strict):
 def _describe(value: Any) -> str:
     kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}
     name = kind.get(type(value), type(value).__name__)
-    text = repr(value)
+    text = str(value).lower() if isinstance(value, bool) else repr(value)
     return f"{text[:40]}… ({name})" if len(text) > 40 else f"{text} ({name})"
+
+
+_SECTIONS = ("aws", "gcp", "scaleway", "local", "engine", "simulator", "benchmark")
+_INTERNAL = ("source", "warnings")  # fields benchctl fills in; never read from the file
+_SECRET_KEYS = ("access_key", "secret_key", "hf_token")
+_MISMATCH = {
+    "int_type": "an integer", "float_type": "a number", "string_type": "a string", "bool_type": "true or false",
+    "list_type": "an array", "dict_type": "a table", "model_type": "a table", "model_attributes_type": "a table",
+}
+
+
+def _is_union_tag(part: Any) -> bool:
+    """pydantic names the branch of a union in `loc` ('list[constrained-int]', 'constrained-int', '[key]')."""
+    return isinstance(part, str) and ("[" in part or "-" in part or part in ("int", "float", "str", "literal"))
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:
     """('aws', 'instance_type') -> '[aws].instance_type'; ('benchmark','concurrency',2) -> '[benchmark].concurrency[2]'."""
-    parts = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("int", "list[int]", "float", "list[float]", "constrained-int", "constrained-float", "function-after", "literal")))]
+    parts = [p for p in loc if not _is_union_tag(p)]
     if not parts:
         return "(top level)"
-    sections = {"aws", "gcp", "scaleway", "local", "engine", "simulator", "benchmark"}
     out = ""
     for i, p in enumerate(parts):
         if isinstance(p, int):
             out += f"[{p}]"
-        elif i == 0 and p in sections and len(parts) > 1:
+        elif i == 0 and p in _SECTIONS:
             out = f"[{p}]"
         elif not out:
             out = str(p)
@@ -295,37 +311,100 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _got(e: Any) -> str:
+    """The offending value as written, except for a secret key's, which is never echoed."""
+    value = e.get("input")
+    if any(str(part) in _SECRET_KEYS for part in e["loc"]):
+        return f"a hidden value ({_describe(value).rsplit('(', 1)[-1]}"
+    return _describe(value)
+
+
+def _allowed_keys(model: type[BaseModel]) -> str:
+    return ", ".join(sorted(f for f in model.model_fields if f not in _INTERNAL))
+
+
+def _kind_of(loc: tuple[Any, ...]) -> str:
+    """The TOML type a key takes, for 'required key is missing; expected a string'."""
+    parent = _parent_model(loc[:-1])
+    field = parent.model_fields.get(str(loc[-1])) if parent else None
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "an array"}
+    ann = field.annotation if field else None
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return "a table"
+    return names.get(ann, "a value") if isinstance(ann, type) else "a value"
+
+
+def _expected(e: Any) -> str:
+    """What one pydantic error expected, in the words of a TOML file."""
+    kind, ctx, got = e["type"], e.get("ctx", {}), _got(e)
+    if kind == "literal_error":
+        return f"expected one of {ctx.get('expected', '')}, got {got}"
+    if kind in _MISMATCH:
+        return f"expected {_MISMATCH[kind]}, got {got}"
+    bounds = {"greater_than": ("greater than", "gt"), "greater_than_equal": ("at least", "ge"),
+              "less_than": ("less than", "lt"), "less_than_equal": ("at most", "le")}
+    if kind in bounds:
+        words, name = bounds[kind]
+        bound = ctx.get(name)
+        shown = f"{bound:g}" if isinstance(bound, (int, float)) else bound
+        return f"expected a number {words} {shown}, got {got}"
+    if kind == "too_short":
+        n = ctx.get("min_length")
+        return f"expected {'a non-empty array' if n == 1 else f'at least {n} items'}, got {got}"
+    if kind == "string_pattern_mismatch" and tuple(e["loc"]) == ("bench_id",):
+        return ("expected 2-40 characters of lowercase letters, digits and '-', starting and ending "
+                f"with a letter or digit, got {got}")
+    if kind == "value_error":
+        return str(ctx.get("error", e["msg"]))
+    msg = e["msg"].replace("Input should be", "expected", 1)
+    return f"{msg[0].lower()}{msg[1:]}, got {got}"
+
+
 def _messages(path: Path, err: ValidationError, raw: dict[str, Any]) -> list[str]:
-    lines = []
-    seen = set()
+    """One line per problem: file, key path, what was expected and what was found.
+
+    A union (`concurrency = 4` or `[1, 4]`) fails once per branch; the branch whose type does not
+    even match is dropped when another branch says what is really wrong, and type-only failures at
+    one key are merged into a single "expected X or Y".
+    """
+    found: list[tuple[str, str, Any]] = []  # (key path, kind, error)
     for e in err.errors():
         loc = tuple(e["loc"])
-        key = _key_path(loc)
         kind = e["type"]
         if kind == "extra_forbidden":
             parent = _parent_model(loc[:-1])
-            allowed = ", ".join(sorted(f for f in parent.model_fields if f not in ("source", "warnings"))) if parent else ""
-            msg = f"unknown key; expected one of: {allowed}"
+            e = {**e, "type": "value_error", "ctx": {"error": "unknown key; expected one of: "
+                                                     + (_allowed_keys(parent) if parent else "")}}
         elif kind == "missing":
-            msg = "required key is missing"
-        elif kind == "literal_error":
-            expected = e.get("ctx", {}).get("expected", "")
-            msg = f"expected one of {expected}, got {_describe(e.get('input'))}"
-        elif kind == "string_pattern_mismatch" and key == "bench_id":
-            msg = ("expected 2-40 characters of lowercase letters, digits and '-', starting and ending "
-                   f"with a letter or digit, got {_describe(e.get('input'))}")
-        elif kind == "value_error":
-            msg = str(e.get("ctx", {}).get("error", e["msg"]))
+            e = {**e, "type": "value_error", "ctx": {"error": f"required key is missing; expected {_kind_of(loc)}"}}
+        found.append((_key_path(loc), e["type"], e))
+
+    def specific_elsewhere(key: str) -> bool:
+        return any(k2 == key or k2.startswith((key + "[", key + ".")) for k2, kind2, _ in found
+                   if kind2 not in _MISMATCH)
+
+    kept: list[tuple[str, Any]] = []
+    merged: dict[str, list[Any]] = {}
+    for key, kind, e in found:
+        if kind in _MISMATCH:
+            if specific_elsewhere(key):
+                continue
+            if key in merged:
+                merged[key].append(e)
+                continue
+            merged[key] = [e]
+        kept.append((key, e))
+    out: list[str] = []
+    for key, e in kept:
+        if e["type"] in _MISMATCH and len(merged.get(key, [])) > 1:
+            kinds = " or ".join(dict.fromkeys(_MISMATCH[x["type"]] for x in merged[key]))
+            msg = f"expected {kinds}, got {_got(e)}"
         else:
-            msg = f"{e['msg'][0].lower()}{e['msg'][1:]}, got {_describe(e.get('input'))}"
-        if key == "(top level)" and kind == "value_error":
-            line = f"{path}: {msg}"
-        else:
-            line = f"{path}: {key}: {msg}"
-        if line not in seen:  # union branches repeat the same complaint
-            seen.add(line)
-            lines.append(line)
-    return lines
+            msg = _expected(e)
+        line = f"{path}: {msg}" if key == "(top level)" else f"{path}: {key}: {msg}"
+        if line not in out:
+            out.append(line)
+    return out
 
 
 def _parent_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -401,24 +480,36 @@ def load_config(path: str | Path, *, apply_env: bool = True) -> BenchConfig:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{p}: file not found (pass another with --config/-c)") from None
+        raise ConfigError(f"{p}: file not found; expected a TOML file (pass another with --config/-c)") from None
     except IsADirectoryError:
         raise ConfigError(f"{p}: is a directory, expected a TOML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.object[exc.start]:#04x} on line {line}); "
+                          "expected a UTF-8 TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read ({exc.strerror or exc}); expected a readable TOML file") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+        at = re.search(r"at line (\d+)", str(exc))
+        lines = text.splitlines()
+        quote = f": `{lines[int(at[1]) - 1].strip()}`" if at and 0 < int(at[1]) <= len(lines) else ""
+        raise ConfigError(f"{p}: invalid TOML (expected key = value lines and [section] headers, "
+                          f"see https://toml.io): {exc}{quote}") from None
     return config_from_dict(raw, source=p, apply_env=apply_env)
 
 
 def config_from_dict(raw: dict[str, Any], *, source: Path | None = None, apply_env: bool = True) -> BenchConfig:
     where = source or Path("<config>")
+    problems = [f"{where}: {k}: unknown key; expected one of: {_allowed_keys(BenchConfig)}"
+                for k in _INTERNAL if k in raw]
     try:
-        cfg = BenchConfig.model_validate({**raw, "source": source})
+        cfg = BenchConfig.model_validate({**{k: v for k, v in raw.items() if k not in _INTERNAL}, "source": source})
     except ValidationError as exc:
-        raise ConfigError("\n".join(_messages(where, exc, raw))) from None
+        problems += _messages(where, exc, raw)
+    if problems:
+        raise ConfigError("\n".join(problems))
     if apply_env:
         _apply_environment(cfg)
     cfg.warnings = _warnings(cfg)

@@ -8,7 +8,10 @@ import shutil
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from benchctl.config import BenchConfig
 
 EXTRAS = {"aws": "pulumi-aws", "gcp": "pulumi-gcp", "scaleway": "pulumiverse-scaleway"}
 
@@ -64,6 +67,26 @@ def collect(backend: dict[str, Any] | None = None) -> dict[str, Any]:
     return report
 
 
+def backend_report(cfg: BenchConfig, timeout: float = 30.0) -> dict[str, Any]:
+    """Which backend and secrets provider `cfg` uses (credentials redacted), and whether they answer.
+
+    Reachability is asked of the Pulumi CLI itself (`pulumi stack ls --all`, bounded by `timeout`), the
+    client every later command uses, so an S3 endpoint, path style or profile is read exactly as
+    Pulumi reads it. A KMS key is only used (and so only checked) when a secret is encrypted.
+    """
+    from benchctl import pulumi_cli
+    from benchctl.backends import check_reachable, resolve_backend, secrets_status
+
+    backend = resolve_backend(cfg, create=False)
+    report: dict[str, Any] = {**backend.describe(), "secrets": secrets_status(backend)}
+    cli = pulumi_cli.find()
+    if cli is None:
+        report.update(reachable=False, stacks=None, error="the Pulumi CLI is not installed: run `make setup`")
+    else:
+        report.update(check_reachable(backend, cli.path, timeout))
+    return report
+
+
 def render(report: dict[str, Any]) -> str:
     p = report["pulumi"]
     lines = [f"benchctl {report['benchctl']}", f"python    {report['python']['version']} ({report['python']['executable']})"]
@@ -81,6 +104,8 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"sshd      {report['sshd'] or 'not installed (local provider falls back to a local launcher)'}")
     b = report.get("backend")
     if b:
-        lines.append(f"backend   {b['url']} ({b['kind']}): {'reachable' if b.get('reachable') else 'NOT reachable: ' + str(b.get('error'))}")
-        lines.append(f"secrets   {b['secrets_provider']}")
+        state = (f"reachable, {b['stacks']} stack(s)" if b.get("stacks") is not None else "reachable") \
+            if b.get("reachable") else f"NOT reachable: {b.get('error')}"
+        lines.append(f"backend   {b['url']} ({b['kind']}): {state}")
+        lines.append(f"secrets   {b.get('secrets') or b['secrets_provider']}")
     return "\n".join(lines)

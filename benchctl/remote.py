@@ -79,10 +79,13 @@ class SshTransport:
         return self._sftp
 
     def run(self, command: str, timeout: float = 60) -> tuple[int, str, str]:
-        _, stdout, stderr = self.client.exec_command(command, timeout=timeout)
-        out = stdout.read().decode(errors="replace")
-        err = stderr.read().decode(errors="replace")
-        return stdout.channel.recv_exit_status(), out, err
+        try:
+            _, stdout, stderr = self.client.exec_command(command, timeout=timeout)
+            out = stdout.read().decode(errors="replace")
+            err = stderr.read().decode(errors="replace")
+            return stdout.channel.recv_exit_status(), out, err
+        except (socket.timeout, EOFError, OSError, _ssh_exceptions()) as exc:
+            raise RemoteError(f"{self.label}: `{command[:60]}` failed: {exc or type(exc).__name__}") from None
 
     def write(self, path: str, data: bytes, mode: int = 0o644) -> None:
         with self.sftp.open(path, "wb") as fh:
@@ -293,7 +296,9 @@ def start_benchmark(t: Transport, workdir: str, bench_id: str, run_id: str, spec
         env = 'BENCHCTL_API_KEY="$(cat api_key)" '
     inner = (f"echo $$ > pid; {env}python3 ../runner.pyz --spec spec.json --out out --quiet "
              f"> runner.log 2>&1; echo $? > exit_code")
-    command = (f"cd {shlex.quote(run_dir)} && setsid nohup sh -c {shlex.quote(inner)} "
+    # The whole background job has its fds on /dev/null: anything holding the SSH channel's pipes
+    # would keep this command (and the channel) open until the benchmark ends.
+    command = (f"( cd {shlex.quote(run_dir)} && exec setsid nohup sh -c {shlex.quote(inner)} ) "
                f"> /dev/null 2>&1 < /dev/null &")
     code, _, err = t.run(command)
     if code != 0:

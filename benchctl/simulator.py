@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import random
+import selectors
 import signal
 import sys
 import time
@@ -51,6 +52,9 @@ _WORDS = [" the", " model", " says", " hello", " to", " a", " simulated", " user
 _SSE_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
              b"Transfer-Encoding: chunked\r\n\r\n")
 _EPS = 1e-6
+# One shared receive buffer (see benchctl/load/request.py: asyncio's default recv of 256 KiB costs
+# an mmap per read; recv_into a reused buffer does not).
+_RECV_BUF = memoryview(bytearray(256 * 1024))
 
 
 @dataclass
@@ -68,6 +72,18 @@ class SimConfig:
     model: str = "benchctl-sim"
     seed: int = 0
     strict_openai: bool = False  # reject ignore_eos/min_tokens/continuous_usage_stats with 400, like OpenAI
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first impossible setting."""
+        for name in ("ttft_base_ms", "prefill_ms_per_1k_tokens", "itl_ms", "itl_ms_per_running_seq"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_running < 1 or self.tokens_per_chunk < 1:
+            raise ValueError("max_running and tokens_per_chunk must be >= 1")
+        if not (0 <= self.fail_rate <= 1 and 0 <= self.hang_rate <= 1):
+            raise ValueError("fail_rate and hang_rate must be in [0, 1]")
+        if self.fail_rate + self.hang_rate > 1:
+            raise ValueError("fail_rate + hang_rate must be <= 1")
 
 
 class _Gen:
@@ -98,6 +114,18 @@ class _Gen:
         self.finish = "length"
         self.done = False
         self.queued = False
+
+
+class _StampingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """Records when each poll returned: a request's arrival is when the selector saw it, not when the
+    loop got round to reading it behind the other sockets of the same poll."""
+
+    t = 0.0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        events = super().select(timeout)
+        _StampingSelector.t = perf_counter()
+        return events  # type: ignore[no-any-return]
 
 
 class Simulator:
@@ -139,7 +167,7 @@ class Simulator:
 
     def _share(self, acc_name: str, rate: float) -> bool:
         """Error diffusion: over any n requests, exactly floor/ceil(n * rate) are picked."""
-        acc = getattr(self, acc_name) + rate
+        acc: float = getattr(self, acc_name) + rate
         hit = acc >= 1.0
         setattr(self, acc_name, acc - 1.0 if hit else acc)
         return hit
@@ -153,7 +181,7 @@ class Simulator:
             return
         opts = body.get("stream_options") or {}
         if cfg.strict_openai:
-            bad = [k for k in ("ignore_eos", "min_tokens") if k in body]
+            bad: list[str] = [k for k in ("ignore_eos", "min_tokens") if k in body]
             bad += ["stream_options.continuous_usage_stats"] if "continuous_usage_stats" in opts else []
             if bad:
                 conn.send_json(400, _error(f"Unrecognized request argument supplied: {', '.join(bad)}"))
@@ -299,7 +327,7 @@ class Simulator:
             self._finish(g, "disconnected")
 
 
-class _ServerConn(asyncio.Protocol):
+class _ServerConn(asyncio.BufferedProtocol):
     """One client connection: HTTP/1.1 keep-alive, one request at a time (no pipelining needed)."""
 
     def __init__(self, sim: Simulator) -> None:
@@ -321,10 +349,16 @@ class _ServerConn(asyncio.Protocol):
             self.sim.abandon(self.gen)
             self.gen = None
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _RECV_BUF
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_RECV_BUF[:nbytes]))
+
     def data_received(self, data: bytes) -> None:
         self.buf += data
         if not self.busy and not self.hanging:
-            self._process(perf_counter())
+            self._process(_StampingSelector.t or perf_counter())
 
     def _process(self, arrival: float) -> None:
         while not self.busy and self.transport is not None:
@@ -491,7 +525,11 @@ def serve(
             if log is not None:
                 log.close()
 
-    asyncio.run(main())
+    loop = asyncio.SelectorEventLoop(_StampingSelector())
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
 
 
 def _print(line: str) -> None:
@@ -517,15 +555,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, int, SimConfig, str 
                    help="reject ignore_eos, min_tokens and continuous_usage_stats with 400, like OpenAI")
     p.add_argument("--truth-log", default=None, help="append one JSON line of server-side truth per request")
     a = p.parse_args(argv)
-    for name in ("ttft_base_ms", "prefill_ms_per_1k", "itl_ms", "itl_ms_per_running_seq"):
-        if getattr(a, name) < 0:
-            p.error(f"--{name.replace('_', '-')} must be >= 0")
-    if a.max_running < 1 or a.tokens_per_chunk < 1:
-        p.error("--max-running and --tokens-per-chunk must be >= 1")
-    if not (0 <= a.fail_rate <= 1 and 0 <= a.hang_rate <= 1):
-        p.error("--fail-rate and --hang-rate must be in [0, 1]")
     cfg = SimConfig(a.ttft_base_ms, a.prefill_ms_per_1k, a.itl_ms, a.itl_ms_per_running_seq, a.max_running,
                     a.tokens_per_chunk, a.fail_rate, a.hang_rate, a.model, a.seed, a.strict_openai)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        p.error(str(exc))
     return a.host, a.port, cfg, a.truth_log
 
 

@@ -19,12 +19,21 @@ both instance types (GPU types exist only in some zones).
 from __future__ import annotations
 
 import re
+import warnings
+from collections.abc import Sequence
 
 import pulumi
-import pulumi_aws as aws
+
+with warnings.catch_warnings():
+    # A few deprecated resource modules warn when these modules load.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import pulumi_aws as aws
+    from pulumi_aws import ec2, vpc
+
+    _LOADED = (ec2.Instance, vpc.SecurityGroupIngressRule)  # the SDK loads modules on first use: load them here
 
 from benchctl.errors import ConfigError, ProvisionError
-from stacks import cloudinit, sizing
+from stacks import cloudinit, engines, sizing
 from stacks.common import Endpoint, StackContext, export_outputs
 
 DLAMI_OWNER = "898082745236"   # Amazon (Deep Learning AMIs)
@@ -49,7 +58,7 @@ def architecture(instance_type: str) -> str:
 def _ami(kind: str, instance_type: str, invoke: pulumi.InvokeOutputOptions) -> pulumi.Output[str]:
     arch = architecture(instance_type)
     owner, name = (DLAMI_OWNER, DLAMI_NAMES[arch]) if kind == "gpu" else (UBUNTU_OWNER, UBUNTU_NAMES[arch])
-    return aws.ec2.get_ami_output(
+    return ec2.get_ami_output(
         owners=[owner], most_recent=True,
         filters=[{"name": "name", "values": [name]}, {"name": "architecture", "values": [arch]},
                  {"name": "state", "values": ["available"]}],
@@ -57,9 +66,9 @@ def _ami(kind: str, instance_type: str, invoke: pulumi.InvokeOutputOptions) -> p
     ).id
 
 
-def _zones_offering(types: set[str], offered: list[str], zones: list[str], region: str) -> list[str]:
+def _zones_offering(types: set[str], offered: Sequence[str], zones: Sequence[str], region: str) -> list[str]:
     by_zone: dict[str, set[str]] = {}
-    for itype, zone in zip(offered, zones):
+    for itype, zone in zip(offered, zones, strict=True):
         by_zone.setdefault(zone, set()).add(itype)
     both = sorted(z for z, have in by_zone.items() if types <= have)
     if not both:
@@ -73,20 +82,21 @@ def _network(ctx: StackContext, invoke: pulumi.InvokeOutputOptions) -> tuple[pul
     cfg = ctx.cfg.aws
     assert cfg is not None
     if cfg.subnet_id:
-        subnet = aws.ec2.get_subnet_output(id=cfg.subnet_id, opts=invoke)
+        subnet = ec2.get_subnet_output(id=cfg.subnet_id, opts=invoke)
         return subnet.vpc_id, pulumi.Output.from_input(cfg.subnet_id)
     types = {cfg.instance_type, cfg.launcher_instance_type}
-    vpc = aws.ec2.get_vpc_output(default=True, opts=invoke)
-    offers = aws.ec2.get_instance_type_offerings_output(
+    default_vpc = ec2.get_vpc_output(default=True, opts=invoke)
+    offers = ec2.get_instance_type_offerings_output(
         location_type="availability-zone", filters=[{"name": "instance-type", "values": sorted(types)}],
         opts=invoke,
     )
     zones = offers.apply(lambda o: _zones_offering(types, o.instance_types, o.locations, cfg.region))
-    subnets = aws.ec2.get_subnets_output(
-        filters=[{"name": "vpc-id", "values": [vpc.id]}, {"name": "default-for-az", "values": ["true"]},
-                 {"name": "availability-zone", "values": zones}],
-        opts=invoke,
-    )
+    filters = pulumi.Output.all(default_vpc.id, zones).apply(lambda a: [
+        ec2.GetSubnetsFilterArgs(name="vpc-id", values=[a[0]]),
+        ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"]),
+        ec2.GetSubnetsFilterArgs(name="availability-zone", values=a[1]),
+    ])
+    subnets = ec2.get_subnets_output(filters=filters, opts=invoke)
 
     def first(ids: list[str]) -> str:
         if not ids:
@@ -94,7 +104,7 @@ def _network(ctx: StackContext, invoke: pulumi.InvokeOutputOptions) -> tuple[pul
                                  f"{sorted(types)}: set [aws].subnet_id")
         return sorted(ids)[0]
 
-    return vpc.id, subnets.ids.apply(first)
+    return default_vpc.id, subnets.ids.apply(first)
 
 
 def _provider(ctx: StackContext) -> aws.Provider:
@@ -108,17 +118,17 @@ def _provider(ctx: StackContext) -> aws.Provider:
     return aws.Provider("aws", region=cfg.region, profile=cfg.profile_name)
 
 
-def _ssh_from_operator(name: str, sg: aws.ec2.SecurityGroup, ctx: StackContext,
+def _ssh_from_operator(name: str, sg: ec2.SecurityGroup, ctx: StackContext,
                        opts: pulumi.ResourceOptions) -> None:
     source = {"cidr_ipv6": ctx.operator_cidr} if ":" in ctx.operator_cidr else {"cidr_ipv4": ctx.operator_cidr}
-    aws.vpc.SecurityGroupIngressRule(
+    vpc.SecurityGroupIngressRule(
         name, security_group_id=sg.id, ip_protocol="tcp", from_port=22, to_port=22,
         description="SSH from the benchctl operator", tags=ctx.tags(), opts=opts, **source,
     )
 
 
-def _all_egress(name: str, sg: aws.ec2.SecurityGroup, ctx: StackContext, opts: pulumi.ResourceOptions) -> None:
-    aws.vpc.SecurityGroupEgressRule(
+def _all_egress(name: str, sg: ec2.SecurityGroup, ctx: StackContext, opts: pulumi.ResourceOptions) -> None:
+    vpc.SecurityGroupEgressRule(
         name, security_group_id=sg.id, ip_protocol="-1", cidr_ipv4="0.0.0.0/0",
         description="downloads (images, weights, packages)", tags=ctx.tags(), opts=opts,
     )
@@ -129,6 +139,7 @@ def program(ctx: StackContext) -> None:
     cfg = ctx.cfg.aws
     if cfg is None:
         raise ConfigError("provider = 'aws' needs an [aws] section")
+    engines.engine_spec(ctx.cfg)  # refuses engines a cloud host cannot run, before anything is created
     bench = ctx.cfg.bench_id
     port = ctx.cfg.engine_port
     provider = _provider(ctx)
@@ -139,20 +150,20 @@ def program(ctx: StackContext) -> None:
         return {**ctx.tags(), "Name": f"benchctl-{bench}-{role}"}
 
     vpc_id, subnet_id = _network(ctx, invoke)
-    key = aws.ec2.KeyPair("ssh-key", key_name_prefix=f"benchctl-{bench}-", public_key=ctx.ssh_public_key,
-                          tags=tags("key"), opts=opts)
+    key = ec2.KeyPair("ssh-key", key_name_prefix=f"benchctl-{bench}-", public_key=ctx.ssh_public_key,
+                      tags=tags("key"), opts=opts)
 
-    server_sg = aws.ec2.SecurityGroup(
+    server_sg = ec2.SecurityGroup(
         "server-sg", vpc_id=vpc_id, tags=tags("server"), opts=opts,
         description=f"benchctl {bench} model server: SSH from the operator, engine port from the launcher",
     )
-    launcher_sg = aws.ec2.SecurityGroup(
+    launcher_sg = ec2.SecurityGroup(
         "launcher-sg", vpc_id=vpc_id, tags=tags("launcher"), opts=opts,
         description=f"benchctl {bench} launcher: SSH from the operator",
     )
     _ssh_from_operator("server-ssh", server_sg, ctx, opts)
     _ssh_from_operator("launcher-ssh", launcher_sg, ctx, opts)
-    aws.vpc.SecurityGroupIngressRule(
+    vpc.SecurityGroupIngressRule(
         "server-engine", security_group_id=server_sg.id, referenced_security_group_id=launcher_sg.id,
         ip_protocol="tcp", from_port=port, to_port=port, description="engine port from the launcher only",
         tags=ctx.tags(), opts=opts,
@@ -162,25 +173,25 @@ def program(ctx: StackContext) -> None:
 
     guard = cloudinit.Guard()  # the power-off itself terminates the instance (see below)
 
-    def instance(role: str, instance_type: str, ami: pulumi.Input[str], sg: aws.ec2.SecurityGroup,
-                 disk_gb: int, spot: bool) -> aws.ec2.Instance:
-        market = aws.ec2.InstanceInstanceMarketOptionsArgs(
+    def instance(role: str, instance_type: str, ami: pulumi.Input[str], sg: ec2.SecurityGroup,
+                 disk_gb: int, spot: bool) -> ec2.Instance:
+        market = ec2.InstanceInstanceMarketOptionsArgs(
             market_type="spot",
-            spot_options=aws.ec2.InstanceInstanceMarketOptionsSpotOptionsArgs(
+            spot_options=ec2.InstanceInstanceMarketOptionsSpotOptionsArgs(
                 spot_instance_type="one-time", instance_interruption_behavior="terminate"),
         ) if spot else None
-        return aws.ec2.Instance(
+        return ec2.Instance(
             role, ami=ami, instance_type=instance_type, key_name=key.key_name, subnet_id=subnet_id,
             vpc_security_group_ids=[sg.id], associate_public_ip_address=True,
             user_data=cloudinit.secret_user_data(ctx, role="server" if role == "gpu" else "launcher",
                                                  ssh_user=SSH_USER, guard=guard),
             user_data_replace_on_change=True,
-            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+            root_block_device=ec2.InstanceRootBlockDeviceArgs(
                 volume_size=disk_gb, volume_type="gp3", encrypted=True, delete_on_termination=True,
                 tags=tags(f"{role}-root")),
             instance_market_options=market,
             instance_initiated_shutdown_behavior="terminate",
-            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+            metadata_options=ec2.InstanceMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
             tags=tags(role), opts=opts,
         )

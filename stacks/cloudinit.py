@@ -126,7 +126,7 @@ def secret_user_data(ctx: StackContext, *, role: Role, ssh_user: str, guard: Gua
     import pulumi
 
     def render(contents: list[Any]) -> str:
-        resolved = tuple(File(f.path, c, f.permissions) for f, c in zip(files, contents))
+        resolved = tuple(File(f.path, c, f.permissions) for f, c in zip(files, contents, strict=True))
         return render_user_data(ctx, role=role, ssh_user=ssh_user, guard=guard, files=resolved)
 
     return pulumi.Output.secret(pulumi.Output.all(*[f.content for f in files]).apply(render))

@@ -23,14 +23,23 @@ launcher the Ubuntu 22.04 LTS family.
 from __future__ import annotations
 
 import re
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
-import pulumi_gcp as gcp
+
+with warnings.catch_warnings():
+    # A few deprecated resource modules warn when these modules load.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import pulumi_gcp as gcp
+    from pulumi_gcp import compute
+
+    _LOADED = (compute.Instance,)  # the SDK loads modules on first use: load them here
 
 from benchctl.errors import ConfigError
-from stacks import cloudinit, sizing
+from stacks import cloudinit, engines, sizing
 from stacks.common import Endpoint, StackContext, export_outputs
 
 DLVM_PROJECT = "deeplearning-platform-release"
@@ -80,16 +89,21 @@ def _provider(ctx: StackContext) -> gcp.Provider:
                         credentials=credentials)
 
 
-def _scheduling(spec: MachineSpec, spot: bool, lifetime_s: int) -> gcp.compute.InstanceSchedulingArgs:
+def _scheduling(spec: MachineSpec, spot: bool, lifetime_s: int) -> compute.InstanceSchedulingArgs:
     terminate = spec.has_gpu or spot
-    return gcp.compute.InstanceSchedulingArgs(
+    return compute.InstanceSchedulingArgs(
         on_host_maintenance="TERMINATE" if terminate else "MIGRATE",
         automatic_restart=not terminate,
         provisioning_model="SPOT" if spot else "STANDARD",
         preemptible=spot,
         instance_termination_action="DELETE",
-        max_run_duration=gcp.compute.InstanceSchedulingMaxRunDurationArgs(seconds=lifetime_s),
+        max_run_duration=compute.InstanceSchedulingMaxRunDurationArgs(seconds=lifetime_s),
     )
+
+
+def _public_ip(nics: Sequence[compute.outputs.InstanceNetworkInterface]) -> str:
+    access = nics[0].access_configs or []
+    return (access[0].nat_ip if access else None) or ""
 
 
 def program(ctx: StackContext) -> None:
@@ -97,6 +111,7 @@ def program(ctx: StackContext) -> None:
     cfg = ctx.cfg.gcp
     if cfg is None:
         raise ConfigError("provider = 'gcp' needs a [gcp] section")
+    engines.engine_spec(ctx.cfg)  # refuses engines a cloud host cannot run, before anything is created
     bench = ctx.cfg.bench_id
     port = ctx.cfg.engine_port
     provider = _provider(ctx)
@@ -105,35 +120,35 @@ def program(ctx: StackContext) -> None:
     labels = ctx.labels()
     server_tag, launcher_tag = f"bc-{bench}-server", f"bc-{bench}-launcher"
 
-    gcp.compute.Firewall(
+    compute.Firewall(
         f"{bench}-ssh", network=cfg.network, direction="INGRESS", priority=1000,
-        allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=["22"])],
+        allows=[compute.FirewallAllowArgs(protocol="tcp", ports=["22"])],
         source_ranges=[ctx.operator_cidr], target_tags=[server_tag, launcher_tag],
         description=f"benchctl {bench}: SSH from the operator", opts=opts,
     )
-    gcp.compute.Firewall(
+    compute.Firewall(
         f"{bench}-engine", network=cfg.network, direction="INGRESS", priority=1000,
-        allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(port)])],
+        allows=[compute.FirewallAllowArgs(protocol="tcp", ports=[str(port)])],
         source_tags=[launcher_tag], target_tags=[server_tag],
         description=f"benchctl {bench}: engine port from the launcher only", opts=opts,
     )
-    gcp.compute.Firewall(
+    compute.Firewall(
         f"{bench}-deny", network=cfg.network, direction="INGRESS", priority=1100,
-        denies=[gcp.compute.FirewallDenyArgs(protocol="tcp", ports=["22", str(port)])],
+        denies=[compute.FirewallDenyArgs(protocol="tcp", ports=["22", str(port)])],
         source_ranges=["0.0.0.0/0"], target_tags=[server_tag, launcher_tag],
         description=f"benchctl {bench}: nobody else (overrides the default network's allow rules)", opts=opts,
     )
 
-    gpu_image = gcp.compute.get_image_output(
+    gpu_image = compute.get_image_output(
         family=cfg.image_family or DLVM_FAMILY, project=cfg.image_project or DLVM_PROJECT, opts=invoke)
-    cpu_image = gcp.compute.get_image_output(family=UBUNTU_FAMILY, project=UBUNTU_PROJECT, opts=invoke)
+    cpu_image = compute.get_image_output(family=UBUNTU_FAMILY, project=UBUNTU_PROJECT, opts=invoke)
     guard = cloudinit.Guard(grace_minutes=GUARD_GRACE_MINUTES)
     # The guest agent would otherwise replace the pinned host key with fresh ones on first boot.
     keep_host_keys = cloudinit.File("/etc/default/instance_configs.cfg",
                                     "[InstanceSetup]\nset_host_keys = false\n", "0644")
 
     def instance(role: str, value: str, image: pulumi.Input[str], tag: str, disk_gb: int,
-                 spot: bool) -> gcp.compute.Instance:
+                 spot: bool) -> compute.Instance:
         spec = parse_instance_type(value)
         user_data = cloudinit.secret_user_data(
             ctx, role="server" if role == "gpu" else "launcher", ssh_user=SSH_USER, guard=guard,
@@ -145,15 +160,15 @@ def program(ctx: StackContext) -> None:
         }
         if spec.has_gpu:
             metadata["install-nvidia-driver"] = "True"
-        return gcp.compute.Instance(
+        return compute.Instance(
             f"{bench}-{role}", machine_type=spec.machine_type, zone=cfg.effective_zone(),
-            boot_disk=gcp.compute.InstanceBootDiskArgs(
+            boot_disk=compute.InstanceBootDiskArgs(
                 auto_delete=True,
-                initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
+                initialize_params=compute.InstanceBootDiskInitializeParamsArgs(
                     image=image, size=disk_gb, type="pd-balanced", labels=labels)),
-            network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
-                network=cfg.network, access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs()])],
-            guest_accelerators=[gcp.compute.InstanceGuestAcceleratorArgs(type=spec.accelerator, count=spec.count)]
+            network_interfaces=[compute.InstanceNetworkInterfaceArgs(
+                network=cfg.network, access_configs=[compute.InstanceNetworkInterfaceAccessConfigArgs()])],
+            guest_accelerators=[compute.InstanceGuestAcceleratorArgs(type=spec.accelerator, count=spec.count)]
             if spec.accelerator else None,
             scheduling=_scheduling(spec, spot, ctx.lifetime_seconds),
             metadata=metadata, tags=[tag], labels=labels, allow_stopping_for_update=True, opts=opts,
@@ -164,14 +179,11 @@ def program(ctx: StackContext) -> None:
     launcher = instance("launcher", cfg.launcher_instance_type, cpu_image.self_link, launcher_tag,
                         sizing.LAUNCHER_GB, spot=False)
 
-    def public_ip(inst: gcp.compute.Instance) -> pulumi.Output[str]:
-        return inst.network_interfaces.apply(lambda nics: nics[0].access_configs[0].nat_ip)
-
-    private_ip = gpu.network_interfaces.apply(lambda nics: nics[0].network_ip)
+    private_ip = gpu.network_interfaces.apply(lambda nics: nics[0].network_ip or "")
     export_outputs(
         ctx,
-        server=Endpoint(host=public_ip(gpu), port=22, user=SSH_USER),
-        launcher=Endpoint(host=public_ip(launcher), port=22, user=SSH_USER),
+        server=Endpoint(host=gpu.network_interfaces.apply(_public_ip), port=22, user=SSH_USER),
+        launcher=Endpoint(host=launcher.network_interfaces.apply(_public_ip), port=22, user=SSH_USER),
         engine_url=private_ip.apply(lambda ip: f"http://{ip}:{port}/v1"),
         gpu_instance_type=cfg.instance_type,
         launcher_instance_type=cfg.launcher_instance_type,

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta, timezone
 import pulumi
 
 from benchctl.errors import ConfigError
-from stacks import cloudinit, sizing
+from stacks import cloudinit, engines, sizing
 from stacks.common import Endpoint, StackContext, export_outputs
 
 with warnings.catch_warnings():
@@ -37,6 +37,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import pulumiverse_scaleway as scaleway
     from pulumiverse_scaleway import account, iam, instance
+
+    _LOADED = (account.get_project_output, iam.ApiKey, instance.Server)  # loaded on first use: load them here
 
 GPU_IMAGE = "ubuntu_jammy_gpu_os_12"
 SSH_USER = "root"
@@ -72,8 +74,11 @@ def program(ctx: StackContext) -> None:
     cfg = ctx.cfg.scaleway
     if cfg is None:
         raise ConfigError("provider = 'scaleway' needs a [scaleway] section")
+    engines.engine_spec(ctx.cfg)  # refuses engines a cloud host cannot run, before anything is created
     if not cfg.project_id:
         raise ConfigError("[scaleway].project_id is required (or set SCW_DEFAULT_PROJECT_ID)")
+    if cfg.market == "spot":
+        raise ConfigError("[scaleway].market: Scaleway Instances have no spot market; use \"on-demand\"")
     bench, port, zone, project = ctx.cfg.bench_id, ctx.cfg.engine_port, cfg.effective_zone(), cfg.project_id
     provider = scaleway.Provider(
         "scaleway", region=cfg.region, zone=zone, project_id=project,
@@ -101,7 +106,7 @@ def program(ctx: StackContext) -> None:
 
     launcher_sg = security_group("launcher-sg", [ssh_rule])
     server_sg = security_group("server-sg", [ssh_rule, instance.SecurityGroupInboundRuleArgs(
-        action="accept", protocol="TCP", port=port, ip=launcher_ip.address)])
+        action="accept", protocol="TCP", port=port, ip_range=launcher_ip.address.apply(lambda a: f"{a}/32"))])
 
     # The guard's API key: Instances only, this project only, expiring soon after the stack.
     org = account.get_project_output(project_id=project, opts=pulumi.InvokeOutputOptions(provider=provider))

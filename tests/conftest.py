@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +26,25 @@ BENCHCTL = [sys.executable, "-m", "benchctl"]
 
 
 def stack_processes(root: Path) -> list[int]:
-    """Pids of live processes started by a stack under `root` (by their marker and their cwd)."""
+    """Pids of live processes started by a stack of the project at `root`.
+
+    A process belongs to a stack when it runs inside the project's `.benchctl/run` (the model server,
+    the launcher's runner) or names a file there on its command line (sshd rewrites its environment
+    with its process title, but keeps `-f …/.benchctl/run/…/sshd_config` in it). benchctl and pulumi
+    themselves run elsewhere and are not counted.
+    """
+    run = str(root / ".benchctl" / "run")
     pids = []
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            environ = (proc / "environ").read_bytes()
             cwd = os.readlink(proc / "cwd")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if b"BENCHCTL_STACK_PROCESS=" in environ and cwd.startswith(str(root)) and state != "Z":
+        if state != "Z" and (cwd.startswith(run) or run in cmdline):
             pids.append(int(proc.name))
     return pids
 
@@ -63,9 +72,60 @@ class Project:
             raise AssertionError(f"benchctl {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([*BENCHCTL, *args], cwd=self.root, env=self.env, stdout=subprocess.PIPE,
+    def popen(self, *args: str) -> Watched:
+        proc = subprocess.Popen([*BENCHCTL, *args], cwd=self.root, env=self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        return Watched(proc)
+
+
+class Watched:
+    """A benchctl process whose output is collected by a thread, so a test can wait for a line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.output = ""
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._lock:
+                self.output += line
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_for(self, needle: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if needle in self.output:
+                    return
+            if self.proc.poll() is not None:
+                self._thread.join(5)
+                if needle in self.output:
+                    return
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{needle!r} not seen (exit {self.proc.poll()}); output so far:\n{self.output}")
+
+    def finish(self, timeout: float = 300) -> int:
+        """Wait for the exit; returns the exit code (kills the process if it overstays)."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._thread.join(5)
+        return code
+
+    def kill_if_running(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def make_env(root: Path, **extra: str) -> dict[str, str]:

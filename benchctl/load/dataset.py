@@ -24,7 +24,7 @@ from typing import Any
 
 from benchctl.load.spec import SpecError
 
-WORDS = (
+_WORDS_TEXT = (
     "the of and to in is was for that on as with by he at from his an were are which this be or "
     "has had not but first one their its new after who they have her she two been other when there "
     "all during into school time may years more most only over city some world would where later up "
@@ -32,7 +32,8 @@ WORDS = (
     "film while year because these between both being under well through since called three part "
     "people work high no age water house life game play long small great light open power line land "
     "music book story field river road club war group place order family around each left right end"
-).split()
+)
+WORDS = _WORDS_TEXT.split()
 
 
 @dataclass(frozen=True)
@@ -144,9 +145,9 @@ async def calibrate(target: int, measure: Callable[[int], Awaitable[int | None]]
     template = ua - slope * wa
     words = max(1, round((target - template) / slope))
     measured: int | None = None
-    for _ in range(4):
+    for attempt in range(4):
         measured = await measure(words)
-        if measured is None or measured == target:
+        if measured is None or measured == target or attempt == 3:
             break
         nxt = max(1, words + round((target - measured) / slope))
         if nxt == words:

@@ -191,7 +191,7 @@ def summarize_point(
     """One load point of summary.json from its measured (non-warm-up) records."""
     done = [r for r in records if r.error is None]
     failed = [r for r in records if r.error is not None]
-    reasons = Counter(r.error for r in failed)
+    reasons = Counter(r.error or "" for r in failed)
     starts = [r.sent for r in records if r.sent]
     ends = [r.end for r in records if r.end is not None]
     duration = (max(ends) - min(starts)) if starts and ends else 0.0
@@ -212,7 +212,7 @@ def summarize_point(
             "timeouts": sum(1 for r in failed if r.timed_out),
             "short_outputs": sum(1 for r in done if r.max_tokens and output_tokens(r) < r.max_tokens),
         },
-        "errors_by_reason": dict(sorted(reasons.items())),  # type: ignore[arg-type]
+        "errors_by_reason": dict(sorted(reasons.items())),
         "duration_s": round(duration, 6),
         "requests_per_s": per(len(done)),
         "output_tokens_per_s": per(sum(out_tok)),

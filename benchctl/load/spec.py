@@ -146,3 +146,49 @@ def _is_int(v: object) -> bool:
 
 def _is_num(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# ---------------------------------------------------------------------------------- flag parsing
+
+
+def parse_int_list(text: str, flag: str) -> list[int]:
+    """'1,4,16' -> [1, 4, 16] for command-line flags; SpecError names the flag on a bad value."""
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise SpecError(f"{flag}: expected positive integers separated by commas, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise SpecError(f"{flag}: expected positive integers separated by commas, got {text!r}")
+    return values
+
+
+def parse_float_list(text: str, flag: str) -> list[float]:
+    """'5,10.5' -> [5.0, 10.5]."""
+    try:
+        values = [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise SpecError(f"{flag}: expected positive numbers separated by commas, got {text!r}") from None
+    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
+        raise SpecError(f"{flag}: expected positive numbers separated by commas, got {text!r}")
+    return values
+
+
+def parse_slo(text: str) -> dict[str, float]:
+    """'ttft_ms=500,tpot_ms=50' -> {'ttft_ms': 500.0, 'tpot_ms': 50.0}."""
+    out: dict[str, float] = {}
+    for item in text.replace(" ", "").split(","):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or key not in SLO_KEYS:
+            raise SpecError(f"--slo: expected KEY=MS pairs with KEY in {', '.join(SLO_KEYS)}, got {item!r}")
+        try:
+            v = float(value)
+        except ValueError:
+            raise SpecError(f"--slo: {key} needs a number of milliseconds, got {value!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise SpecError(f"--slo: {key} must be a positive number of milliseconds, got {value!r}")
+        out[key] = v
+    if not out:
+        raise SpecError("--slo: expected KEY=MS pairs such as ttft_ms=500,tpot_ms=50")
+    return out

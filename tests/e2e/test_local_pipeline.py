@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -126,34 +125,16 @@ def test_create_connection_deploy_run_results_destroy(project: Project) -> None:
                 assert needle not in text, f"secret found in {path}"
 
 
-def wait_for(proc, needle: str, timeout: float = 120) -> str:  # type: ignore[no-untyped-def]
-    """Read the process's output until `needle` appears; return what was read."""
-    seen = ""
-    deadline = time.monotonic() + timeout
-    os.set_blocking(proc.stdout.fileno(), False)
-    while time.monotonic() < deadline:
-        chunk = proc.stdout.read()
-        if chunk:
-            seen += chunk
-            if needle in seen:
-                return seen
-        elif proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"{needle!r} not seen; output so far:\n{seen}")
-
-
 def test_sigkill_mid_benchmark_then_destroy_leaves_nothing(project: Project) -> None:
     write(project, "e2e-kill", requests=4000, ttft=20.0, itl=5.0)
     proc = project.popen("run")
     try:
-        wait_for(proc, "point 1/2")
+        proc.wait_for("point 1/2")
         assert len(stack_processes(project.root)) >= 3  # server, sshd, and the runner on the launcher
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.finish(30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        proc.kill_if_running()
     assert stack_processes(project.root), "the stack's processes should outlive a SIGKILLed benchctl"
 
     out = project.cli("destroy", check=True)
@@ -167,14 +148,13 @@ def test_sigint_tears_everything_down(project: Project) -> None:
     write(project, "e2e-int", requests=4000, ttft=20.0, itl=5.0)
     proc = project.popen("run")
     try:
-        wait_for(proc, "point 1/2")
+        proc.wait_for("point 1/2")
         os.kill(proc.pid, signal.SIGINT)
-        rest = proc.communicate(timeout=180)[0]
+        code = proc.finish(180)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, rest
-    assert "tearing everything down" in rest
+        proc.kill_if_running()
+    assert code == 130, proc.output
+    assert "tearing everything down" in proc.output
     assert stack_processes(project.root) == []
     stack = automation_stack(project, "e2e-int")
     assert stack.outputs()["status"].value == "destroyed"
