@@ -18,7 +18,7 @@ from typing import Any
 from benchctl import remote
 from benchctl.automation import Driver
 from benchctl.config import BenchConfig
-from benchctl.errors import BenchmarkError, RemoteError
+from benchctl.errors import BenchmarkError, ProvisionError, RemoteError, StackLockedError
 from benchctl.results import headline, new_run_id, results_root
 from benchctl.ui import UI
 
@@ -155,9 +155,28 @@ class Pipeline:
         self.driver.up(results=head)
         return head
 
-    def destroy(self) -> dict[str, Any]:
+    def destroy(self, *, patience_s: float = 120.0) -> dict[str, Any]:
+        """Destroy the stack; during a teardown, wait out our own interrupted update and retry once.
+
+        After Ctrl-C the terminal's SIGINT also reached the Pulumi CLI, which cancels its update and
+        releases the lock a moment later; a cancelled destroy is simply run again.
+        """
         self.ui.step("destroy", f"stack {self.driver.name!r}")
-        report = self.driver.destroy()
+        deadline = time.monotonic() + patience_s
+        retried = False
+        while True:
+            try:
+                report = self.driver.destroy()
+                break
+            except StackLockedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+            except ProvisionError as exc:
+                if retried:
+                    raise
+                retried = True
+                self.ui.warn(f"destroy failed, retrying once: {exc}")
         if not report["existed"]:
             self.ui.info("nothing to destroy")
         for item in report["cleared_pending"]:

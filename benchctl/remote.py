@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import shlex
-import socket
 import subprocess
 import tempfile
 import time
@@ -84,7 +83,7 @@ class SshTransport:
             out = stdout.read().decode(errors="replace")
             err = stderr.read().decode(errors="replace")
             return stdout.channel.recv_exit_status(), out, err
-        except (socket.timeout, EOFError, OSError, _ssh_exceptions()) as exc:
+        except (TimeoutError, EOFError, OSError, _ssh_exceptions()) as exc:
             raise RemoteError(f"{self.label}: `{command[:60]}` failed: {exc or type(exc).__name__}") from None
 
     def write(self, path: str, data: bytes, mode: int = 0o644) -> None:
@@ -331,7 +330,7 @@ def follow(t: Transport, run: RemoteRun, *, on_progress: Callable[[dict[str, Any
             code = t.read(f"{run.dir}/exit_code")
             if code is not None and code.strip():
                 return t, int(code.strip())
-        except (OSError, EOFError, socket.timeout, _ssh_exceptions()) as exc:
+        except (TimeoutError, OSError, EOFError, _ssh_exceptions()) as exc:
             if reconnect is None:
                 raise RemoteError(f"{t.label}: lost the connection while following the benchmark: {exc}") from None
             if on_notice:

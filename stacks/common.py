@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import pulumi
 
     from benchctl.config import BenchConfig
 
@@ -79,7 +78,7 @@ class StackContext:
         return {
             "benchctl-bench-id": clean(self.cfg.bench_id),
             "benchctl-stack": clean(self.stack_name),
-            "benchctl-expires-at": clean(self.expires_at.replace(":", "").replace("+00:00", "z")),
+            "benchctl-expires-at": clean(self.expires_at.replace("+00:00", "z").replace(":", "")),
             "benchctl-owner": clean(self.owner),
         }
 
