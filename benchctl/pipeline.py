@@ -126,6 +126,9 @@ class Pipeline:
             raise
         try:
             files = remote.fetch_results(t, run, dest)
+        except OSError as exc:
+            raise BenchmarkError(f"cannot write the results to {dest}: {exc.strerror or exc}; they stay in "
+                                 f"{run.dir} on the launcher until it is destroyed") from None
         finally:
             t.close()
         summary = json.loads(files["summary.json"].read_text()) if "summary.json" in files else None
@@ -138,6 +141,18 @@ class Pipeline:
         if code != 0:
             self.ui.warn(f"the load generator exited with code {code} (see {dest / 'runner.log'})")
         return dest, summary
+
+    def check_results_writable(self) -> None:
+        """Fail before creating anything (and paying for a GPU) when the results cannot be saved."""
+        root = results_root(self.cfg.project_dir, self.cfg.bench_id)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / ".write-test"
+            probe.write_bytes(b"x" * 65536)
+            probe.unlink()
+        except OSError as exc:
+            raise BenchmarkError(f"cannot write the results to {root}: {exc.strerror or exc}; "
+                                 "nothing was created") from None
 
     def _stop_quietly(self, outputs: dict[str, Any], run: remote.RemoteRun) -> None:
         try:
@@ -189,6 +204,7 @@ class Pipeline:
 
     def run(self, *, keep: bool = False) -> dict[str, Any]:
         """create → connection → deploy → benchmark → results → destroy (unless keep)."""
+        self.check_results_writable()
         ok = False
         try:
             with _signals_raise_interrupt():
@@ -200,8 +216,8 @@ class Pipeline:
                 ok = True
                 if self.runner_exit_code != 0:
                     # Kept and recorded, but the run failed: error threshold, or a client-bound --strict.
-                    raise BenchmarkError(f"the benchmark failed (load generator exit code {self.runner_exit_code}); "
-                                         f"partial results are in {directory}")
+                    why = "; ".join(summary.get("failures") or []) or f"load generator exit code {self.runner_exit_code}"
+                    raise BenchmarkError(f"the benchmark failed: {why}; partial results are in {directory}")
                 return {"results_dir": str(directory), "headline": head, "summary": summary}
         except KeyboardInterrupt:
             self.ui.warn("interrupted" + ("" if keep else ": tearing everything down"))

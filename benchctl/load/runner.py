@@ -21,6 +21,7 @@ import random
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter, process_time
@@ -176,14 +177,19 @@ class _Run:
             s["failures"].append(str(exc))
         except asyncio.CancelledError:
             s["failures"].append("interrupted before the end; the points measured so far are kept")
+        except Exception as exc:  # a bug must not lose the points already measured
+            traceback.print_exc(file=sys.stderr)
+            s["failures"].append(f"internal error: {type(exc).__name__}: {exc} (traceback on stderr)")
         finally:
             s["status"] = "failed" if s["failures"] else "ok"
             s["finished_at"] = _now_iso()
 
-    def emit(self, line: dict[str, Any]) -> None:
-        line = {"t": round(time.time(), 3), **line, "points": len(self.points)}
-        line = {k: line[k] for k in ("t", "phase", "point", "points", "done", "total", "rps", "errors")
-                if k in line} | {k: v for k, v in line.items() if k not in _PROGRESS_KEYS}
+    def emit(self, fields: dict[str, Any]) -> None:
+        """One progress line: appended to progress.jsonl (flushed) and handed to the callback."""
+        line = {"t": round(time.time(), 3), "phase": fields["phase"], "point": fields["point"],
+                "points": len(self.points), "done": fields["done"], "total": fields["total"],
+                "rps": fields["rps"], "errors": fields["errors"]}
+        line.update((k, v) for k, v in fields.items() if k not in line)
         self._last_progress = line
         if self._progress_file is not None:
             self._progress_file.write(json.dumps(line) + "\n")
@@ -466,9 +472,6 @@ class _Run:
         with open(self.out_dir / "requests.jsonl", "a", encoding="utf-8") as f:
             for r in sorted(records, key=lambda r: r.sent):
                 f.write(json.dumps(metrics.request_line(r, point.index, start)) + "\n")
-
-
-_PROGRESS_KEYS = {"t", "phase", "point", "points", "done", "total", "rps", "errors"}
 
 
 def _top_reasons(records: list[RequestRecord]) -> str:

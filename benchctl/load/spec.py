@@ -29,6 +29,10 @@ class LoadSpec:
     flight). With `rate`, each rate is one open-loop point (arrivals at that rate, constant or Poisson)
     and `max(concurrency)` caps the requests in flight. `requests` and `duration_s` bound the measured
     window of each point; with both, whichever is reached first ends it.
+
+    `engine` is a hint: every engine is first sent ignore_eos/min_tokens/continuous usage, and what it
+    rejects with HTTP 400 is dropped and recorded; "openai" skips the attempt. `strict` makes a
+    client-bound point fail the run. Definitions of everything measured: docs/metrics.md.
     """
 
     target: str

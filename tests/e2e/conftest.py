@@ -8,10 +8,10 @@ Every stack they leave is destroyed before the server stops, and their processes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Project, cleanup_project, make_env, stack_processes
+from tests.conftest import Project, Watched, cleanup_project, make_env, stack_processes
 
 REGION = "us-east-1"
 BUCKET = "benchctl-team-state"
@@ -42,13 +42,13 @@ class S3Backend:
         return (f"s3://{bucket or self.bucket}?region={REGION}&endpoint={self.endpoint}"
                 f"&s3ForcePathStyle=true&disable_https=true")
 
-    def keys(self, prefix: str = "") -> list[str]:
+    def objects(self, prefix: str = "") -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
     def locks(self, stack: str) -> list[dict[str, Any]]:
         """The lock files Pulumi wrote for `stack` (pid, username, hostname, timestamp)."""
-        keys = self.keys(f".pulumi/locks/organization/benchctl/{stack}/")
+        keys = self.objects(f".pulumi/locks/organization/benchctl/{stack}/")
         return [json.loads(self.client.get_object(Bucket=self.bucket, Key=k)["Body"].read()) for k in keys]
 
 
@@ -86,19 +86,24 @@ def team(tmp_path: Path, s3_backend: S3Backend) -> Iterator[tuple[Project, Proje
     finally:
         for proj in (alice, bob):  # while the S3 server still runs
             cleanup_project(proj)
+            kill_plugins(proj)
 
 
 # ------------------------------------------------------------------------------------------ a slow engine
 
 GATED_ENGINE = '''
 """A model server that answers GET /v1/models only once the file --gate exists: a test decides when
-`create` may finish, so it can act while the stack is locked, without guessing durations."""
-import argparse, http.server, json, os, time
+`create` may finish, so it can act while the stack is locked, without guessing durations.
+--ignore-term makes it ignore SIGTERM, so that stopping it (a `destroy`) takes the provider's grace period."""
+import argparse, http.server, json, os, signal, time
 
 p = argparse.ArgumentParser()
 p.add_argument("--port", type=int, required=True)
 p.add_argument("--gate", required=True)
+p.add_argument("--ignore-term", action="store_true")
 a = p.parse_args()
+if a.ignore_term:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 while not os.path.exists(a.gate):
     time.sleep(0.05)
 
@@ -120,40 +125,39 @@ http.server.ThreadingHTTPServer(("127.0.0.1", a.port), Models).serve_forever()
 '''
 
 
-def gated_config(project: Project, bench_id: str, backend_url: str | None = None) -> Path:
+def gated_config(project: Project, bench_id: str, backend_url: str | None = None, *, ignore_term: bool = False) -> Path:
     """A local-provider config whose model server becomes ready when `project.root / "gate"` exists."""
     script = project.root / "gated_engine.py"
     script.write_text(GATED_ENGINE)
     backend = f'backend_url = "{backend_url}"\n' if backend_url else ""
+    flags = " --ignore-term" if ignore_term else ""
     return project.write_config(textwrap.dedent(f"""\
         bench_id = "{bench_id}"
         provider = "local"
         {backend}
         [engine]
-        command = "{sys.executable} {script} --port {{port}} --gate {project.root / 'gate'}"
+        command = "{sys.executable} {script} --port {{port}} --gate {project.root / 'gate'}{flags}"
         startup_timeout_s = 180
         """))
 
 
-def wait_for(condition: Callable[[], Any], what: str, proc: subprocess.Popen[str] | None = None,
-             timeout: float = 120) -> Any:
+def wait_for(condition: Callable[[], Any], what: str, proc: Watched | None = None, timeout: float = 120) -> Any:
     """Poll until `condition()` is truthy; fail early (with its output) if `proc` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        if proc is not None and proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"benchctl exited ({proc.returncode}) before {what}:\n{out}")
+        if proc is not None and proc.proc.poll() is not None:
+            pytest.fail(f"benchctl exited ({proc.finish()}) before {what}:\n{proc.output}")
         time.sleep(0.1)
     pytest.fail(f"timed out waiting for {what}")
 
 
-def kill_group(proc: subprocess.Popen[str]) -> None:
+def kill_group(proc: Watched) -> None:
     """SIGKILL benchctl and everything in its process group (the pulumi CLI it runs), as a crash would."""
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.finish(timeout=30)
 
 
 def pulumi_plugins(work_dir: Path) -> list[int]:
@@ -175,3 +179,11 @@ def pulumi_plugins(work_dir: Path) -> list[int]:
 def leftovers(project: Project) -> list[int]:
     """Everything a project's stacks may have left running: their processes and orphaned Pulumi plugins."""
     return stack_processes(project.root) + pulumi_plugins(project.root / ".benchctl" / "pulumi")
+
+
+def kill_plugins(project: Project) -> None:
+    """Last resort after a failed test: the Pulumi plugins a killed update orphaned (cleanup_project
+    only knows the stack's own processes)."""
+    for pid in pulumi_plugins(project.root / ".benchctl" / "pulumi"):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)

@@ -60,7 +60,7 @@ def test_two_members_share_one_stack(team: tuple[Project, Project], s3_backend: 
     started = alice.cli("run", "--keep") if PIPELINE else alice.cli("create")
     assert started.returncode == 0, started.stdout + started.stderr
     assert leftovers(alice), "alice's stack should be running"
-    assert any(k.startswith(".pulumi/stacks/benchctl/team-shared") for k in s3_backend.keys()), "state not in S3"
+    assert any(k.startswith(".pulumi/stacks/benchctl/team-shared") for k in s3_backend.objects()), "state not in S3"
     assert not (alice.root / ".benchctl" / "state").exists()  # nothing kept locally for a shared backend
 
     row = ls(bob)["team-shared"]

@@ -93,3 +93,54 @@ def test_wrong_model_is_reported_not_retried(sim: SimFactory, tmp_path: Path) ->
     summary = run(spec(s.url, requests=5, model="no-such-model"), tmp_path / "out")
     assert summary["status"] == "failed"
     assert "http_404" in summary["failures"][0] and "does not exist" in summary["failures"][0]
+
+
+def test_stale_keep_alive_connection_is_retried_on_a_fresh_one() -> None:
+    """A server that closes a kept-alive connection instead of answering its next request (as servers
+    do when their keep-alive timeout races a new request) costs a retry, not a failed request."""
+    import asyncio
+    import socket
+    import threading
+
+    from benchctl.load.request import Client, RequestRecord
+
+    body = (b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+            b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\ndata: [DONE]\n\n')
+    response = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    connections: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(1)
+            with conn:
+                conn.recv(65536)  # first request: answered
+                conn.sendall(response)
+                conn.recv(65536)  # second request on this connection: dropped
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def main() -> list[RequestRecord]:
+        client = Client(f"http://127.0.0.1:{port}")
+        out = []
+        for i in range(3):
+            rec = RequestRecord(id=f"r{i}")
+            await client.request(rec, "POST", "/chat/completions", b"{}", timeout_s=5)
+            out.append(rec)
+        client.close()
+        return out
+
+    try:
+        records = asyncio.run(main())
+    finally:
+        listener.close()
+    assert [r.error for r in records] == [None, None, None]
+    assert all(r.completion_tokens == 1 and r.chunk_tokens == [1] for r in records)
+    assert len(connections) == 3  # each request after the first needed a fresh connection
