@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from benchctl.backends import STATE_DIR, backend_error, redact_url, resolve_backend
 from benchctl.backends import Backend as Backend  # re-exported: the backend logic moved to benchctl.backends
@@ -386,7 +386,7 @@ class _translate_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if exc is None:
             return False
         from pulumi import automation as auto

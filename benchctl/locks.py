@@ -43,7 +43,9 @@ class LockHolder:
     where: str = ""   # the lock file (path or URL), when known
 
     def on_this_host(self) -> bool:
-        return self.host in (socket.gethostname(), socket.getfqdn())
+        """Same host name as here; a generic name ("localhost") could be any container, so it never is."""
+        generic = self.host.split(".")[0] in ("", "localhost", "?")
+        return not generic and self.host == socket.gethostname()  # what Pulumi records (os.Hostname)
 
     def alive(self) -> bool | None:
         """Whether the holder still runs: True/False on this host, None on another host (unknowable here)."""

@@ -347,6 +347,8 @@ class _Run:
                 await self.client.request(rec, "POST", self.path, self._body_for(text), timeout_s=spec.timeout_s,
                                           chat=self.chat)
             finally:
+                if rec.error is None and rec.end is None:  # cancelled before an answer (e.g. while connecting)
+                    rec.error, rec.detail, rec.end = "cancelled", "the run stopped before this request finished", perf_counter()
                 account(rec)
             return rec.end if rec.end is not None else perf_counter()
 

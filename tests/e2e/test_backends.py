@@ -19,6 +19,8 @@ from tests.e2e.conftest import FAKE_AWS, TEAM_PASSPHRASE, S3Backend
 
 pytestmark = pytest.mark.e2e
 
+# Tests list `s3_backend` before the project fixtures so the server outlives the projects' cleanup.
+
 
 def closed_port() -> int:
     with socket.socket() as s:
@@ -65,9 +67,10 @@ def test_unreachable_endpoint_fails_with_exit_1_and_creates_nothing(member: Proj
     backend = json.loads(doctor.stdout)["backend"]
     assert (backend["kind"], backend["reachable"]) == ("s3", False)
     assert "connection refused" in backend["error"]
+    Path(member.root / "bench.toml").unlink()  # nothing to clean up, and the backend would not answer
 
 
-def test_missing_bucket_fails_with_exit_1_and_no_stack_appears(member: Project, s3_backend: S3Backend) -> None:
+def test_missing_bucket_fails_with_exit_1_and_no_stack_appears(s3_backend: S3Backend, member: Project) -> None:
     configure(member, s3_backend.url("no-such-bucket"))
     created = member.cli("create")
     assert created.returncode == 1
@@ -91,7 +94,7 @@ def test_malformed_backend_url_fails_with_exit_2_before_anything(member: Project
     assert not (member.root / ".benchctl").exists()
 
 
-def test_shared_backend_needs_the_teams_passphrase(project: Project, s3_backend: S3Backend) -> None:
+def test_shared_backend_needs_the_teams_passphrase(s3_backend: S3Backend, project: Project) -> None:
     project.env.update(FAKE_AWS)  # credentials, but no PULUMI_CONFIG_PASSPHRASE
     configure(project, s3_backend.url())
     created = project.cli("create")
@@ -101,7 +104,7 @@ def test_shared_backend_needs_the_teams_passphrase(project: Project, s3_backend:
     assert s3_backend.objects() == []
 
 
-def test_doctor_shows_the_backend_and_secrets_in_use(member: Project, s3_backend: S3Backend) -> None:
+def test_doctor_shows_the_backend_and_secrets_in_use(s3_backend: S3Backend, member: Project) -> None:
     configure(member, s3_backend.url())
     doctor = member.cli("doctor", "-c", "bench.toml")
     assert doctor.returncode == 0, doctor.stderr
