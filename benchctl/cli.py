@@ -366,10 +366,9 @@ def list_stacks(config_path: str, expired: bool, as_json: bool) -> None:
       benchctl ls
       benchctl ls --expired --json
     """
-    from benchctl.automation import Driver
-    from benchctl.inventory import base_config, list_stacks, render_table
+    from benchctl.inventory import backend_stacks, base_config, render_table
 
-    stacks = list_stacks(Driver(base_config(config_path)), expired_only=expired)
+    stacks = backend_stacks(base_config(config_path), expired_only=expired)
     if as_json:
         emit_json([s.to_json() for s in stacks])
     else:

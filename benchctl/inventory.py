@@ -75,6 +75,17 @@ def _pulumi(driver: Driver, *args: str) -> Any:
     return json.loads(ws.pulumi_command.run(list(args), ws.work_dir, ws.env_vars).stdout or "null")
 
 
+def backend_stacks(base: BenchConfig, *, expired_only: bool = False) -> list[StackInfo]:
+    """Every benchctl stack in `base`'s backend; a file backend that does not exist yet is left uncreated."""
+    from benchctl.automation import Driver
+    from benchctl.backends import resolve_backend
+
+    backend = resolve_backend(base, create=False)
+    if backend.kind == "file" and not Path(backend.url[len("file://"):]).exists():
+        return []  # `benchctl ls` in a directory with no state must not create any
+    return list_stacks(Driver(base), expired_only=expired_only)
+
+
 def list_stacks(driver: Driver, *, expired_only: bool = False) -> list[StackInfo]:
     """Every benchctl stack in the driver's backend (any bench_id), sorted by name."""
     from pulumi import automation as auto
@@ -244,11 +255,10 @@ def destroy_expired(base: BenchConfig, on_stack: Callable[[StackInfo], None] | N
     A stack that fails to destroy (missing cloud credentials, a live lock) does not stop the others:
     its report carries the error.
     """
-    from benchctl.automation import Driver
     from benchctl.errors import BenchctlError
 
     reports = []
-    for info in list_stacks(Driver(base), expired_only=True):
+    for info in backend_stacks(base, expired_only=True):
         if on_stack is not None:
             on_stack(info)
         report: dict[str, Any] = {"stack": info.name, "provider": info.provider, "owner": info.owner,

@@ -27,7 +27,8 @@ class Pipeline:
     def __init__(self, cfg: BenchConfig, ui: UI | None = None) -> None:
         self.cfg = cfg
         self.ui = ui or UI()
-        self.driver = Driver(cfg, on_output=self.ui.pulumi_output, on_event=self.ui.pulumi_event)
+        self.driver = Driver(cfg, on_output=self.ui.pulumi_output, on_event=self.ui.pulumi_event,
+                             on_notice=self.ui.warn)
         self.runner_exit_code = 0
 
     # ------------------------------------------------------------------ steps

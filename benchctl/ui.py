@@ -54,8 +54,8 @@ class UI:
             self._started[urn] = time.monotonic()
             op = str(pre.metadata.op.value if hasattr(pre.metadata.op, "value") else pre.metadata.op)
             if op != "same":
-                self.info(f"{op:<8} {_short(urn)} …")
-        elif done is not None and not _internal(done.metadata.type):
+                self.info(f"would {op} {_short(urn)}" if pre.planning else f"{op:<8} {_short(urn)} …")
+        elif done is not None and not _internal(done.metadata.type) and not done.planning:
             urn = done.metadata.urn
             op = str(done.metadata.op.value if hasattr(done.metadata.op, "value") else done.metadata.op)
             took = time.monotonic() - self._started.pop(urn, time.monotonic())

@@ -128,3 +128,11 @@ def test_doctor_never_prints_credentials_from_a_url(tmp_path: Path) -> None:
     assert backend["url"].startswith("https://***@127.0.0.1:") and backend["kind"] == "cloud"
     assert backend["secrets_provider"] == "hashivault://bench?token=***"
     assert backend["reachable"] is False
+
+
+def test_ls_and_the_sweep_in_a_directory_without_state_create_nothing(project: Project) -> None:
+    listed = project.cli("ls", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    swept = project.cli("destroy", "--expired")
+    assert swept.returncode == 0 and "no expired stack" in swept.stdout
+    assert list(project.root.iterdir()) == []

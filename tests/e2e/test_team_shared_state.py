@@ -1,15 +1,14 @@
 """Two team members, one S3 backend (moto's server on 127.0.0.1), the real Pulumi engine, the local provider.
 
 Alice and Bob have separate directories and Pulumi homes; they share the backend URL and the passphrase,
-as a team shares a bucket and a secret. Alice starts a stack; Bob sees it in `benchctl ls`, reads its
-results and destroys it; Alice then sees it destroyed and her processes are gone. Then the sweep:
+as a team shares a bucket and a secret. Alice runs a benchmark and keeps the stack (`run --keep`); Bob
+sees it in `benchctl ls`, reads its results and destroys it; Alice then sees it destroyed and her processes are gone. Then the sweep:
 `benchctl destroy --expired`, run from a directory with no bench.toml (as cron would), destroys what
 is past its expiry and nothing else.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import textwrap
 from pathlib import Path
@@ -20,9 +19,6 @@ from tests.conftest import Project
 from tests.e2e.conftest import S3Backend, leftovers, member, wait_for
 
 pytestmark = pytest.mark.e2e
-
-# The full pipeline needs the load generator's runner; until it exists, `create` stands in for `run`.
-PIPELINE = importlib.util.find_spec("benchctl.load.runner") is not None
 
 
 def config(project: Project, bench_id: str, backend_url: str, lifetime: str = "4h") -> Path:
@@ -57,7 +53,7 @@ def test_two_members_share_one_stack(team: tuple[Project, Project], s3_backend: 
     for who in team:
         config(who, "team-shared", s3_backend.url())
 
-    started = alice.cli("run", "--keep") if PIPELINE else alice.cli("create")
+    started = alice.cli("run", "--keep")
     assert started.returncode == 0, started.stdout + started.stderr
     assert leftovers(alice), "alice's stack should be running"
     assert any(k.startswith(".pulumi/stacks/benchctl/team-shared") for k in s3_backend.objects()), "state not in S3"
@@ -71,13 +67,10 @@ def test_two_members_share_one_stack(team: tuple[Project, Project], s3_backend: 
     assert "team-shared" in table and "alice" in table and "running" in table
 
     results = bob.cli("results", "--json")
-    if PIPELINE:
-        assert results.returncode == 0, results.stderr
-        head = json.loads(results.stdout)["headline"]
-        assert head["points"] and head["points"][0]["completed"] == 4
-        assert ls(bob)["team-shared"]["headline"]
-    else:
-        assert results.returncode == 1 and "no results for 'team-shared' yet" in results.stderr
+    assert results.returncode == 0, results.stderr
+    head = json.loads(results.stdout)["headline"]
+    assert head["points"] and head["points"][0]["completed"] == 4
+    assert ls(bob)["team-shared"]["headline"].startswith(f"{head['run_id']}: c=1 ")
 
     destroyed = bob.cli("destroy")
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
