@@ -387,7 +387,7 @@ class _translate_errors:
         return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
-        if exc is None:
+        if not isinstance(exc, Exception):  # None, KeyboardInterrupt, SystemExit: nothing to translate
             return False
         from pulumi import automation as auto
 

@@ -206,6 +206,9 @@ class Pipeline:
     def run(self, *, keep: bool = False) -> dict[str, Any]:
         """create → connection → deploy → benchmark → results → destroy (unless keep)."""
         self.check_results_writable()
+        # Import Pulumi and build the workspace before Ctrl-C can land: an interrupt in the middle of
+        # `import pulumi` would leave a half-imported module that the teardown could not use.
+        self.driver.workspace()
         ok = False
         try:
             with _signals_raise_interrupt():
