@@ -251,10 +251,12 @@ class Driver:
             return []
         with _translate_errors(self):
             state = stack.export_stack()
-            pending = state.deployment.get("pending_operations") or []
+            deployment = dict(state.deployment or {})
+            pending = deployment.get("pending_operations") or []
             if not pending:
                 return []
-            state.deployment["pending_operations"] = []
+            deployment["pending_operations"] = []
+            state.deployment = deployment
             stack.import_stack(state)
         return [f"{p.get('type')} {p.get('resource', {}).get('urn', '').rsplit('::', 1)[-1]}" for p in pending]
 

@@ -58,7 +58,7 @@ class Pipeline:
     def connection(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         """SSH to every instance, verifying its pinned host key; returns one report per instance."""
         self.ui.step("connection", "SSH to every instance, host keys pinned")
-        report = []
+        report: list[dict[str, Any]] = []
         for role in ("server", "launcher"):
             host = remote.Host.from_outputs(outputs, role)
             if not host.uses_ssh:

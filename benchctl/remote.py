@@ -11,6 +11,7 @@ runs: nothing to install on a bare Ubuntu launcher, no pip, no internet.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shlex
@@ -100,10 +101,8 @@ class SshTransport:
             return None
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing a dead connection must not mask the real error
             self.client.close()
-        except Exception:  # closing a dead connection must not mask the real error
-            pass
 
 
 def _pinned_client(host: Host) -> Any:
@@ -323,10 +322,8 @@ def follow(t: Transport, run: RemoteRun, *, on_progress: Callable[[dict[str, Any
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
                 if lines and on_progress:
-                    try:
+                    with contextlib.suppress(ValueError):
                         on_progress(json.loads(lines[-1]))
-                    except ValueError:
-                        pass
             code = t.read(f"{run.dir}/exit_code")
             if code is not None and code.strip():
                 return t, int(code.strip())

@@ -87,7 +87,7 @@ def headline_table(head: dict[str, Any]) -> str:
         rows.append(["-" if p.get(k) is None else (f"{p[k]:.1f}" if isinstance(p[k], float) else str(p[k]))
                      for _, k in cols])
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if any(p.get("client_bound") for p in head.get("points", [])):
         lines.append("warning: the client was the bottleneck on at least one point (see summary.json client)")

@@ -14,6 +14,7 @@ sweeps that directory (`sweep_orphans`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -65,10 +66,8 @@ def stop_process_group(pid: int, start_time: str | None, grace_s: float = STOP_G
             os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            try:  # reap it if it is our child (it is when we started it in this process)
+            with contextlib.suppress(ChildProcessError):  # reap it if it is our child
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             if not alive(pid, start_time):
                 return True
             time.sleep(0.05)

@@ -7,6 +7,7 @@ the project's .benchctl/run) is killed as a last resort, so nothing leaks betwee
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -151,10 +152,8 @@ def cleanup_project(proj: Project) -> None:
             subprocess.run([*BENCHCTL, "destroy", "-c", str(cfg)], cwd=proj.root, env=proj.env,
                            capture_output=True, timeout=300)
     for pid in stack_processes(proj.root):
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
     shutil.rmtree(proj.root, ignore_errors=True)
 
 

@@ -11,6 +11,7 @@ Ctrl-C does; SIGKILL to the group is a crash of the operator's machine short of 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -90,10 +91,8 @@ def assert_clean(project: Project, scenario: str, *, results_expected: bool, ben
 
 
 def signal_group(proc: Watched, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.mark.parametrize("trial", TRIALS)
