@@ -124,8 +124,7 @@ def test_config_flag_defaults_to_bench_toml() -> None:
 
 def test_real_console_script_help(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "benchctl"
-    if not script.exists():
-        pytest.skip("benchctl console script not installed beside this interpreter")
+    assert script.exists(), "the benchctl console script is missing: run `make setup`"
     proc = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert "Usage: benchctl" in proc.stdout
