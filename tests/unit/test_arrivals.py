@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -22,15 +21,6 @@ from simproc import SimFactory, read_jsonl
 from benchctl.load.pattern import LoadPoint, arrival_offsets, plan_points
 from benchctl.load.runner import run
 from benchctl.load.spec import LoadSpec
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[SimFactory]:
-    f = SimFactory(tmp_path)
-    try:
-        yield f
-    finally:
-        f.close()
 
 
 def test_constant_schedule_is_exact() -> None:

@@ -6,20 +6,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from simproc import REPO, SimFactory, read_jsonl
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[SimFactory]:
-    f = SimFactory(tmp_path)
-    try:
-        yield f
-    finally:
-        f.close()
 
 
 def benchctl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

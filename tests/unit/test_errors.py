@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +10,6 @@ from simproc import SimFactory, read_jsonl
 
 from benchctl.load.runner import run
 from benchctl.load.spec import LoadSpec
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[SimFactory]:
-    f = SimFactory(tmp_path)
-    try:
-        yield f
-    finally:
-        f.close()
 
 
 def spec(url: str, **kw: Any) -> LoadSpec:

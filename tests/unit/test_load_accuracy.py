@@ -9,7 +9,6 @@ loaded 2-core machine (the benchmark, benchmarks/accuracy.py, reports the actual
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,6 @@ from simproc import SimFactory, read_jsonl
 
 from benchctl.load.runner import run
 from benchctl.load.spec import LoadSpec
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[SimFactory]:
-    f = SimFactory(tmp_path)
-    try:
-        yield f
-    finally:
-        f.close()
 
 
 def truth_itl(entry: dict[str, Any]) -> list[float]:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,6 @@ from simproc import REPO, SimFactory, read_jsonl
 
 from benchctl.load.metrics import STAT_KEYS
 from benchctl.load.spec import LoadSpec, SpecError
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[SimFactory]:
-    f = SimFactory(tmp_path)
-    try:
-        yield f
-    finally:
-        f.close()
 
 
 def runner(*args: str) -> subprocess.CompletedProcess[str]:
