@@ -231,15 +231,18 @@ class Driver:
         with _translate_errors(self):
             return stack.preview(on_output=self.on_output, on_event=self.on_event, color="never")
 
-    def refresh(self) -> None:
+    def refresh(self) -> dict[str, int]:
+        """Refresh the state from reality; returns the change counts ({"delete": 1} when a process died)."""
         from pulumi import automation as auto
 
         try:
             stack = self._stack(create=False)
         except auto.StackNotFoundError:
-            return
+            return {}
         with _translate_errors(self):
-            stack.refresh(on_output=self.on_output, on_event=self.on_event, color="never")
+            res = stack.refresh(on_output=self.on_output, on_event=self.on_event, color="never")
+        counts = res.summary.resource_changes or {}
+        return {str(k): int(v) for k, v in counts.items() if str(k) not in ("same",)}
 
     def clear_pending(self) -> list[str]:
         """Drop pending operations a killed `up`/`destroy` left in the state (refresh finds the truth)."""

@@ -298,6 +298,29 @@ def results(config_path: str, as_json: bool) -> None:
 
 @main.command()
 @config_option
+@json_option
+@verbose_option
+@handle_errors
+def refresh(config_path: str, as_json: bool, verbose: bool) -> None:
+    """Compare the state with reality (`pulumi refresh`): a dead instance or process leaves the state.
+
+    Run `benchctl create` afterwards to bring back what is gone.
+    """
+    from benchctl.automation import Driver
+    from benchctl.ui import UI
+
+    cfg = load(config_path, quiet=as_json)
+    ui = UI(verbose=verbose, quiet=as_json)
+    ui.step("refresh", f"stack {cfg.bench_id!r}")
+    changes = Driver(cfg, on_output=ui.pulumi_output, on_event=ui.pulumi_event).refresh()
+    if as_json:
+        emit_json({"bench_id": cfg.bench_id, "changes": changes})
+    elif not changes:
+        ui.info("the state matches reality")
+
+
+@main.command()
+@config_option
 @click.option("--remove", is_flag=True, help="Also remove the stack and its history from the backend.")
 @click.option("--expired", is_flag=True,
               help="Destroy every stack of the backend past its expiry (a cron-able sweep; no bench.toml needed).")

@@ -158,3 +158,29 @@ def test_sigint_tears_everything_down(project: Project) -> None:
     assert stack_processes(project.root) == []
     stack = automation_stack(project, "e2e-int")
     assert stack.outputs()["status"].value == "destroyed"
+
+
+def test_refresh_notices_a_dead_server_and_create_brings_it_back(project: Project) -> None:
+    write(project, "e2e-refresh")
+    first = json.loads(project.cli("create", "--json", check=True).stdout)
+    server_pid = int((project.root / ".benchctl" / "run" / "e2e-refresh" / "model-server.pid").read_text().split()[0])
+    os.kill(server_pid, signal.SIGKILL)
+
+    refreshed = json.loads(project.cli("refresh", "--json", check=True).stdout)
+    assert refreshed["changes"].get("delete") == 1  # the dead model server left the state
+
+    again = json.loads(project.cli("create", "--json", check=True).stdout)
+    assert again["engine_url"] != first["engine_url"]  # a new server, on a new port
+    assert again["launcher_ssh_port"] == first["launcher_ssh_port"]  # the live launcher was kept
+    assert json.loads(project.cli("deploy", "--json", check=True).stdout)["models"] == ["sim-model"]
+
+
+def test_without_sshd_the_launcher_runs_locally_and_says_so(project: Project) -> None:
+    project.write_config(CONFIG.format(bench_id="e2e-nossh", requests=6, ttft=2.0, itl=0.5)
+                         + '\n[local]\nssh = "none"\n')
+    ran = project.cli("run", "--json", check=True)
+    assert "launcher step runs as a local process" in ran.stderr
+    outcome = json.loads(ran.stdout)
+    summary = json.loads((Path(outcome["results_dir"]) / "summary.json").read_text())
+    assert [p["requests"]["completed"] for p in summary["points"]] == [6, 6]
+    assert stack_processes(project.root) == []
