@@ -209,7 +209,37 @@ class Driver:
         """
         return self._recovering(lambda: self._up(results))
 
+    def ensure_plugin(self) -> None:
+        """Install the cloud's Pulumi provider plugin, pinned to the installed SDK, before the first `up`.
+
+        Inline programs declare no plugins, so the engine would not fetch them by itself. Needs the
+        internet once per machine (the plugin is cached in PULUMI_HOME).
+        """
+        plugin = required_plugin(self.cfg.provider)
+        if plugin is None:
+            return
+        name, version = plugin["name"], str(plugin["version"]).lstrip("v")
+        ws = self.workspace()
+        with _translate_errors(self):
+            installed = {(p.name, str(p.version or "").lstrip("v")) for p in ws.list_plugins() if p.kind == "resource"}
+        if (name, version) in installed:
+            return
+        self.on_notice(f"installing the Pulumi {name} plugin v{version} (once per machine)")
+        from pulumi import automation as auto
+
+        try:
+            if plugin.get("server"):
+                ws.install_plugin_from_server(name, f"v{version}", plugin["server"])
+            else:
+                ws.install_plugin(name, f"v{version}")
+        except auto.CommandError as exc:
+            raise ProvisionError(
+                f"could not install the Pulumi {name} plugin v{version}, which the {self.cfg.provider} stack "
+                f"needs (the first run on a machine downloads it): {_useful_lines(str(exc), 3)}"
+            ) from None
+
     def _up(self, results: dict[str, Any] | None) -> dict[str, Any]:
+        self.ensure_plugin()
         prior = {}
         if self.exists():
             self._recover_pending()
@@ -224,6 +254,7 @@ class Driver:
         return {k: v.value for k, v in res.outputs.items()}
 
     def preview(self) -> Any:
+        self.ensure_plugin()
         prior = self.outputs() if self.exists() else {}
         ctx = self.context(prior if prior.get("status") != "destroyed" else {})
         stack = self._stack(self._program(ctx), create=True)
@@ -363,6 +394,21 @@ _T = TypeVar("_T")
 def _warn(text: str) -> None:
     sys.stderr.write(f"warning: {text}\n")
     sys.stderr.flush()
+
+
+def required_plugin(provider: str) -> dict[str, Any] | None:
+    """The provider plugin a cloud's SDK was generated for, from its pulumi-plugin.json (no SDK import)."""
+    import importlib.util
+    import json
+
+    from stacks import EXTRAS
+
+    sdk = EXTRAS.get(provider)
+    spec = importlib.util.find_spec(sdk) if sdk else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    manifest = Path(next(iter(spec.submodule_search_locations))) / "pulumi-plugin.json"
+    return json.loads(manifest.read_text()) if manifest.exists() else None  # type: ignore[no-any-return]
 
 
 def _tombstone(prior: dict[str, Any]) -> Callable[[], None]:
