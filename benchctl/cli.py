@@ -297,6 +297,24 @@ def results(config_path: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("runs", nargs=-1, required=True)
+@json_option
+@handle_errors
+def compare(runs: tuple[str, ...], as_json: bool) -> None:
+    """Compare runs side by side, with the cost of a million output tokens.
+
+    Each RUN is a results directory (results/<bench_id>/<run_id>) or a bench.toml (its latest run):
+
+    \b
+      benchctl compare -- aws-g5.toml gcp-l4.toml results/local-demo/20261203T165211Z
+    """
+    from benchctl.compare import render, resolve, rows
+
+    table = rows([resolve(r) for r in runs])
+    emit_json(table) if as_json else click.echo(render(table))
+
+
+@main.command()
 @config_option
 @json_option
 @verbose_option

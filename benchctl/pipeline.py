@@ -19,7 +19,7 @@ from benchctl import remote
 from benchctl.automation import Driver
 from benchctl.config import BenchConfig
 from benchctl.errors import BenchmarkError, ProvisionError, RemoteError, StackLockedError
-from benchctl.results import headline, new_run_id, results_root
+from benchctl.results import headline, new_run_id, results_root, write_run_info
 from benchctl.ui import UI
 
 
@@ -116,8 +116,6 @@ class Pipeline:
             t.write(f"{workdir}/{self.cfg.bench_id}/dataset", data)
             spec["dataset"] = "../dataset"
         run = remote.start_benchmark(t, workdir, self.cfg.bench_id, run_id, spec, runner)
-        (self.driver.run_dir).mkdir(parents=True, exist_ok=True)
-        (self.driver.run_dir / "current_benchmark.json").write_text(json.dumps({"run_id": run_id, "dir": run.dir}))
         dest = results_root(self.cfg.project_dir, self.cfg.bench_id) / run_id
         try:
             t, code = remote.follow(t, run, on_progress=self.ui.progress, reconnect=lambda: self.launcher(outputs),
@@ -127,6 +125,7 @@ class Pipeline:
             raise
         try:
             files = remote.fetch_results(t, run, dest)
+            write_run_info(dest, outputs)
         except OSError as exc:
             raise BenchmarkError(f"cannot write the results to {dest}: {exc.strerror or exc}; they stay in "
                                  f"{run.dir} on the launcher until it is destroyed") from None

@@ -67,3 +67,18 @@ def instance_hourly_usd(provider: str, instance_type: str) -> float | None:
 def accelerator_hourly_usd(accelerator: str) -> float | None:
     """GCP: USD/hour of one attached GPU (`guest_accelerators`), None when not in the table."""
     return _GCP_ACCELERATORS.get(accelerator)
+
+
+
+def gpu_host_hourly_usd(provider: str, instance_type: str) -> float | None:
+    """USD/hour of the model-server instance as bench.toml writes it (GCP: machine + attached GPUs)."""
+    if provider != "gcp":
+        return instance_hourly_usd(provider, instance_type)
+    from stacks.gcp_machine import parse_instance_type
+
+    spec = parse_instance_type(instance_type)
+    machine = _GCP_MACHINES.get(spec.machine_type)
+    if machine is None or spec.accelerator is None:
+        return machine
+    gpu = _GCP_ACCELERATORS.get(spec.accelerator)
+    return None if gpu is None else round(machine + spec.count * gpu, 6)

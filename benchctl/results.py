@@ -27,6 +27,37 @@ def latest_local(project_dir: Path, bench_id: str) -> Path | None:
     return runs[-1] if runs else None
 
 
+RUN_INFO_KEYS = ("bench_id", "provider", "engine", "model", "gpu_instance_type", "launcher_instance_type")
+
+
+def write_run_info(directory: Path, outputs: dict[str, Any]) -> dict[str, Any]:
+    """`run.json` beside the summary: what was measured on what, and what that hardware costs."""
+    from benchctl import pricing
+
+    info: dict[str, Any] = {k: outputs.get(k) for k in RUN_INFO_KEYS}
+    hourly = None
+    if info["provider"] not in (None, "local") and info["gpu_instance_type"]:
+        hourly = pricing.gpu_host_hourly_usd(info["provider"], info["gpu_instance_type"])
+    info["gpu_hourly_usd"] = hourly
+    info["price_table_date"] = pricing.PRICE_TABLE_DATE if hourly is not None else None
+    (directory / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def load_run_info(directory: Path) -> dict[str, Any]:
+    try:
+        return json.loads((directory / "run.json").read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return {}
+
+
+def usd_per_million_output_tokens(gpu_hourly_usd: float | None, output_tokens_per_s: float | None) -> float | None:
+    """What one million generated tokens cost on this GPU host at this load point's throughput."""
+    if not gpu_hourly_usd or not output_tokens_per_s:
+        return None
+    return round(gpu_hourly_usd / (output_tokens_per_s * 3600.0) * 1e6, 4)
+
+
 def _stat(point: dict[str, Any], metric: str, key: str) -> float | None:
     value = (point.get(metric) or {}).get(key)
     return round(float(value), 3) if isinstance(value, (int, float)) else None
@@ -34,6 +65,7 @@ def _stat(point: dict[str, Any], metric: str, key: str) -> float | None:
 
 def headline(summary: dict[str, Any], run_id: str, local_dir: Path) -> dict[str, Any]:
     """The numbers a reader wants first, per load point, small enough for a stack output."""
+    hourly = load_run_info(local_dir).get("gpu_hourly_usd")
     points = []
     for p in summary.get("points", []):
         req = p.get("requests", {})
@@ -52,6 +84,7 @@ def headline(summary: dict[str, Any], run_id: str, local_dir: Path) -> dict[str,
             "e2e_ms_p50": _stat(p, "e2e_ms", "p50"),
             "goodput_requests_per_s": _round(p.get("goodput_requests_per_s")),
             "client_bound": bool((p.get("client") or {}).get("bound")),
+            "usd_per_million_output_tokens": usd_per_million_output_tokens(hourly, p.get("output_tokens_per_s")),
         })
     return {
         "run_id": run_id,

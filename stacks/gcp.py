@@ -22,10 +22,8 @@ launcher the Ubuntu 22.04 LTS family.
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
@@ -41,37 +39,15 @@ with warnings.catch_warnings():
 from benchctl.errors import ConfigError
 from stacks import cloudinit, engines, sizing
 from stacks.common import Endpoint, StackContext, export_outputs
+from stacks.gcp_machine import MachineSpec, parse_instance_type
 
 DLVM_PROJECT = "deeplearning-platform-release"
 DLVM_FAMILY = "common-cu128-ubuntu-2204-nvidia-570"
 UBUNTU_PROJECT = "ubuntu-os-cloud"
 UBUNTU_FAMILY = "ubuntu-2204-lts"
 SSH_USER = "ubuntu"
-GPU_FAMILIES = ("a2-", "a3-", "a4-", "g2-", "g4-")
 # The guard's own power-off comes after Compute Engine's deletion, never before it.
 GUARD_GRACE_MINUTES = 15
-_SEED_NOTATION = re.compile(r"^(?P<machine>[a-z0-9]+-[a-z0-9]+-\d+)-(?P<gpu>nvidia-[a-z0-9-]+?)(?:-x(?P<count>\d+))?$")
-
-
-@dataclass(frozen=True)
-class MachineSpec:
-    machine_type: str
-    accelerator: str | None = None
-    count: int = 0
-
-    @property
-    def has_gpu(self) -> bool:
-        return self.accelerator is not None or self.machine_type.startswith(GPU_FAMILIES)
-
-
-def parse_instance_type(value: str) -> MachineSpec:
-    """'n1-standard-8-nvidia-tesla-t4' -> n1-standard-8 + 1 x nvidia-tesla-t4; other names unchanged."""
-    match = _SEED_NOTATION.match(value)
-    if not match:
-        return MachineSpec(value)
-    return MachineSpec(match["machine"], match["gpu"], int(match["count"] or 1))
-
-
 def _provider(ctx: StackContext) -> gcp.Provider:
     cfg = ctx.cfg.gcp
     assert cfg is not None

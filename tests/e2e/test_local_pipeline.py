@@ -88,6 +88,8 @@ def test_create_connection_deploy_run_results_destroy(project: Project) -> None:
         assert point["requests"]["completed"] == 12 and point["requests"]["failed"] == 0
     lines = (results_dir / "requests.jsonl").read_text().splitlines()
     assert len(lines) >= 24
+    run_info = json.loads((results_dir / "run.json").read_text())
+    assert (run_info["provider"], run_info["engine"], run_info["gpu_hourly_usd"]) == ("local", "simulator", None)
 
     # The results are stack outputs, readable with the Automation API by anyone with the backend.
     stack = automation_stack(project, "e2e-full")
