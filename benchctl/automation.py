@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -476,16 +476,3 @@ def _useful_lines(text: str, limit: int = 12) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     keep = [ln for ln in lines if re.search(r"error|failed|Exception|not ready|exited", ln, re.I)]
     return "\n  ".join((keep or lines)[-limit:])
-
-
-def expiry_of(outputs: dict[str, Any]) -> datetime | None:
-    text = outputs.get("expires_at")
-    try:
-        return datetime.fromisoformat(text) if text else None
-    except ValueError:
-        return None
-
-
-def age(outputs: dict[str, Any]) -> timedelta | None:
-    text = outputs.get("created_at")
-    return _now() - datetime.fromisoformat(text) if text else None

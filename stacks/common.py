@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -54,7 +54,6 @@ class StackContext:
     operator_cidr: str = "127.0.0.1/32"   # who may reach SSH (detected public IP /32 or [cloud].ssh_cidr)
     results: dict[str, Any] | None = None  # headline results recorded after a benchmark
     state_dir: str = ""             # local provider: where its processes keep their files
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lifetime_seconds(self) -> int:
