@@ -117,13 +117,19 @@ class Driver:
         with _translate_errors(self):
             return any(s.name.split("/")[-1] == self.name for s in self.workspace().list_stacks())
 
-    def outputs(self) -> dict[str, Any]:
-        """The stack's outputs as plain values ({} when the stack does not exist)."""
+    def _existing_stack(self) -> auto.Stack | None:
+        """The stack, or None when it does not exist in the backend."""
         from pulumi import automation as auto
 
         try:
-            stack = self._stack(create=False)
+            return self._stack(create=False)
         except auto.StackNotFoundError:
+            return None
+
+    def outputs(self) -> dict[str, Any]:
+        """The stack's outputs as plain values ({} when the stack does not exist)."""
+        stack = self._existing_stack()
+        if stack is None:
             return {}
         with _translate_errors(self):
             return {k: v.value for k, v in stack.outputs().items()}
@@ -241,7 +247,7 @@ class Driver:
     def _up(self, results: dict[str, Any] | None) -> dict[str, Any]:
         self.ensure_plugin()
         prior = {}
-        if self.exists():
+        if self._existing_stack() is not None:
             self._recover_pending()
             prior = self.outputs()
         if prior.get("status") == "destroyed":
@@ -255,7 +261,7 @@ class Driver:
 
     def preview(self) -> Any:
         self.ensure_plugin()
-        prior = self.outputs() if self.exists() else {}
+        prior = self.outputs()
         ctx = self.context(prior if prior.get("status") != "destroyed" else {})
         stack = self._stack(self._program(ctx), create=True)
         self._set_config(stack)
@@ -264,11 +270,8 @@ class Driver:
 
     def refresh(self) -> dict[str, int]:
         """Refresh the state from reality; returns the change counts ({"delete": 1} when a process died)."""
-        from pulumi import automation as auto
-
-        try:
-            stack = self._stack(create=False)
-        except auto.StackNotFoundError:
+        stack = self._existing_stack()
+        if stack is None:
             return {}
         with _translate_errors(self):
             res = stack.refresh(on_output=self.on_output, on_event=self.on_event, color="never")
@@ -277,11 +280,8 @@ class Driver:
 
     def clear_pending(self) -> list[str]:
         """Drop pending operations a killed `up`/`destroy` left in the state (refresh finds the truth)."""
-        from pulumi import automation as auto
-
-        try:
-            stack = self._stack(create=False)
-        except auto.StackNotFoundError:
+        stack = self._existing_stack()
+        if stack is None:
             return []
         with _translate_errors(self):
             state = stack.export_stack()
@@ -306,12 +306,10 @@ class Driver:
         return report
 
     def _destroy(self, remove: bool) -> dict[str, Any]:
-        from pulumi import automation as auto
 
         report: dict[str, Any] = {"existed": False, "cleared_pending": [], "orphans_stopped": []}
-        try:
-            stack = self._stack(create=False)
-        except auto.StackNotFoundError:
+        stack = self._existing_stack()
+        if stack is None:
             report["orphans_stopped"] = self._sweep()
             return report
         report["existed"] = True
